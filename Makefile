@@ -1,0 +1,33 @@
+# Two commands do all set-up on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# torch is installed first, on its own, only when the environment has none: a GPU pod's CUDA
+# torch (seen through --system-site-packages) is never replaced.
+TORCH_SPEC ?= torch==2.13.0
+
+.PHONY: install demo test bench clean-demo
+
+$(VENV)/.installed: requirements.txt
+	$(PYTHON) -m venv --system-site-packages $(VENV)
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -r requirements.txt
+	touch $@
+
+install: $(VENV)/.installed
+
+# Embedded corpus -> ~2.5 min of CPU training -> eval + sample + loss curve in results/demo/.
+demo: install
+	$(PY) scripts/prepare_text.py --out-dir data/pydoc --overwrite
+	$(PY) src/train_char.py --data-dir data/pydoc --out-dir out/demo --overwrite \
+		--n-layer 4 --n-head 4 --n-embd 128 --context 128 --batch-size 16 --dropout 0.0 \
+		--lr 1e-3 --schedule cosine --warmup 100 --min-lr 1e-4 --max-steps 1500 --eval-every 250
+	$(PY) src/eval_char.py --ckpt out/demo/best.pt --output-dir results/demo --max-new-tokens 400
+	@echo "demo done: run folder out/demo/ (config.json, metrics.jsonl, train.log, best.pt, last.pt);"
+	@echo "           results/demo/ (eval.json, sample.txt, loss_curve.png)"
+
+test: install
+	$(PY) -m pytest -q tests
+
+bench: install
+	$(PY) scripts/bench_char.py

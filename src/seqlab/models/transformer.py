@@ -1,0 +1,64 @@
+"""Pre-LN causal transformer blocks shared by every family that uses attention.
+
+Glossary: B batch, T time, C = n_embd, nh = n_head, hs = C // nh.
+References: Vaswani et al. 2017; GPT-2 pre-LN layout (Radford et al. 2019).
+"""
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, n_embd, n_head, dropout=0.0, bias=True):
+        super().__init__()
+        if n_embd % n_head:
+            raise ValueError(f"n_embd {n_embd} is not divisible by n_head {n_head}")
+        self.n_head, self.dropout = n_head, dropout
+        self.qkv = nn.Linear(n_embd, 3 * n_embd, bias=bias)
+        self.proj = nn.Linear(n_embd, n_embd, bias=bias)
+        self.resid_drop = nn.Dropout(dropout)
+
+    def forward(self, x, attn_mask=None):
+        """attn_mask: None for plain causal attention, else a (T, T) bool mask, True = may attend."""
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).split(C, dim=2)
+        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=attn_mask, is_causal=attn_mask is None,
+            dropout_p=self.dropout if self.training else 0.0)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)
+        return self.resid_drop(self.proj(y))
+
+
+class MLP(nn.Module):
+    def __init__(self, n_embd, d_ff, dropout=0.0, bias=True):
+        super().__init__()
+        self.fc = nn.Linear(n_embd, d_ff, bias=bias)
+        self.proj = nn.Linear(d_ff, n_embd, bias=bias)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x):
+        return self.drop(self.proj(F.gelu(self.fc(x))))
+
+
+class Block(nn.Module):
+    def __init__(self, n_embd, n_head, d_ff, dropout=0.0, bias=True):
+        super().__init__()
+        self.ln1 = nn.LayerNorm(n_embd, bias=bias)
+        self.attn = CausalSelfAttention(n_embd, n_head, dropout, bias)
+        self.ln2 = nn.LayerNorm(n_embd, bias=bias)
+        self.mlp = MLP(n_embd, d_ff, dropout, bias)
+
+    def forward(self, x, attn_mask=None):
+        x = x + self.attn(self.ln1(x), attn_mask)
+        return x + self.mlp(self.ln2(x))
+
+
+def init_weights(module, n_layer):
+    """GPT-2 init: N(0, 0.02), residual projections scaled by 1/sqrt(2 n_layer)."""
+    for name, p in module.named_parameters():
+        if p.dim() >= 2:
+            std = 0.02 / (2 * n_layer) ** 0.5 if name.endswith("proj.weight") else 0.02
+            nn.init.normal_(p, 0.0, std)
+        elif name.endswith("bias"):
+            nn.init.zeros_(p)

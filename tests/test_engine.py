@@ -137,7 +137,7 @@ def test_early_stop_counts_patience_in_steps(train_char):
                               "--eval-every", "5", max_steps=200)
     assert summary["best_step"] == 5
     assert summary["step"] == 25  # first eval at which step - best_step >= 20
-    assert any(r["event"] == "early_stop" for r in runfolder.read_metrics(out / "metrics.jsonl"))
+    assert any(r["event"] == "stop" and r["reason"].startswith("early stop") for r in runfolder.read_metrics(out / "metrics.jsonl"))
 
 
 def test_plateau_detection_reduces_lr(train_char):

@@ -35,7 +35,7 @@ class CharTask:
     def evaluate(self, model):
         return evaluate_split(model, self.val, self.context, self.batch_size, self.n_val_windows)
 
-    def on_eval(self, model, step, log):
+    def on_eval(self, model, step, log, state):
         if self.sample_tokens:
             text = sample(model, self.prompt, self.sample_tokens, seed=self.seed)
             log.line(f"Sample @ {step}: {text!r}")

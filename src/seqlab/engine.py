@@ -13,8 +13,12 @@ A task is any object with:
     state_dict() / load_state_dict(state)     data position, for exact resume
     describe()                dict describing the data, for config.json
 optional:
-    on_eval(model, step, log) extra reporting at each eval (e.g. a text sample)
-    lr_mults                  {param-name prefix: LR multiplier}
+    after_backward(model, step)   look at gradients (after AMP unscaling, before clipping), e.g.
+                                  to accumulate per-component gradient norms for monitors
+    on_eval(model, step, log, state)  extra reporting at each eval (a text sample, monitors);
+                                  `state` holds best, best_step, n_plateaus, lr_scale, max_steps,
+                                  train_loss; a returned non-empty string stops the run (reason)
+    lr_mults                      {param-name prefix: LR multiplier}
 """
 import json
 import math
@@ -71,6 +75,7 @@ class Trainer:
         self.dev_name, self.dev_mem = device.describe(self.dev)
         self.hooks = hooks_mod.HookSet(args.hooks)
         self.stop_signal = None
+        self.last_train_loss = None
 
     # ---- setup -------------------------------------------------------------------------------
     def _config(self):
@@ -171,6 +176,8 @@ class Trainer:
         else:
             loss.backward()
         self.hooks.apply_update(self.model, self.step)
+        if hasattr(self.task, "after_backward"):
+            self.task.after_backward(self.model, self.step)
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), a.grad_clip if a.grad_clip > 0 else math.inf)
         if self.scaler is not None:
             self.scaler.step(self.opt)
@@ -205,14 +212,16 @@ class Trainer:
                  f"{rate:.1f} steps/s | ETA: {_fmt_minutes(eta)} | elapsed: {_fmt_minutes(elapsed)}")
         log.event("eval", step=self.step, **metrics, best=self.best, best_step=self.best_step,
                   steps_per_s=rate, elapsed_s=elapsed)
+        stop = None
         if hasattr(self.task, "on_eval"):
-            self.task.on_eval(self.model, self.step, self.log)
+            state = {"best": self.best, "best_step": self.best_step, "n_plateaus": self.n_plateaus,
+                     "lr_scale": self.lr_scale, "max_steps": a.max_steps, "train_loss": self.last_train_loss}
+            stop = self.task.on_eval(self.model, self.step, self.log, state) or None
         report = self.hooks.report()
         if report:
             log.event("hook", step=self.step, **report)
-        stop = None
         since_best = self.step - self.best_step
-        if a.early_stop and since_best >= a.patience:
+        if stop is None and a.early_stop and since_best >= a.patience:
             stop = f"early stop: no {metric} improvement for {since_best} steps (patience {a.patience})"
         plateau = a.plateau_patience if a.plateau_patience is not None else 10 * a.eval_every
         if plateau and self.step - max(self.best_step, self.last_plateau_step) >= plateau:
@@ -247,7 +256,7 @@ class Trainer:
                 n_loss += 1
                 self.bar.update(1)
                 if self.step % a.log_every == 0 or self.step == a.max_steps:
-                    mean = float(loss_sum) / n_loss
+                    mean = self.last_train_loss = float(loss_sum) / n_loss
                     if not math.isfinite(mean):
                         raise FloatingPointError(f"training loss is {mean} at step {self.step}; lower --lr or check the data")
                     self.log.event("train", step=self.step, loss=mean, lr=lr, grad_norm=float(grad_norm))
@@ -263,7 +272,7 @@ class Trainer:
                     raise SystemExit(128 + self.stop_signal)
             if stop:
                 self.log.line(stop)
-                self.log.event("early_stop", step=self.step, reason=stop)
+                self.log.event("stop", step=self.step, reason=stop)
             return self._finish(t0, step0)
         finally:
             for s, h in previous.items():

@@ -6,7 +6,7 @@ Defaults are the decision log's: 4 layers, d_model 256, 4 heads, d_ff 1024, drop
 context 256, batch 16, AdamW 3e-4 / wd 0.1 / betas (0.9, 0.95), constant LR, eval every
 200 steps with a sample from a fixed prompt at temperature 1.0.
 """
-from seqlab import cli, engine
+from seqlab import cli, distributed, engine
 from seqlab.char_task import CharTask
 from seqlab.errors import UserError
 from seqlab.models.char import CharConfig, CharTransformer
@@ -39,7 +39,7 @@ def main(argv=None):
         if config.n_embd % config.n_head:
             raise UserError(f"--n-embd {config.n_embd} must be divisible by --n-head {config.n_head}")
     task = CharTask(args.data_dir, config.context, args.batch_size, args.seed, args.eval_windows,
-                    args.prompt, args.sample_tokens)
+                    args.prompt, args.sample_tokens, *distributed.env_rank_world())
     model = CharTransformer(config)
     return engine.fit(model, task, args, resume)
 

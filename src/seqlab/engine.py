@@ -28,12 +28,13 @@ import sys
 import threading
 import time
 from dataclasses import asdict
+from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from seqlab import checkpoint, device, hooks as hooks_mod, manifest, optim, plots, prices, runfolder
+from seqlab import checkpoint, device, distributed, hooks as hooks_mod, manifest, optim, plots, prices, runfolder
 from seqlab.errors import UserError
 
 
@@ -48,7 +49,9 @@ def begin(args, family):
 
     Call before building the model, so that initialisation is seeded.
     """
+    dist = distributed.init(device.pick(args.device).type)
     runfolder.check(args.out_dir, args.resume, args.overwrite)
+    dist.barrier()  # every rank has checked the folder before rank 0 may create it
     try:
         hooks_mod.HookSet(args.hooks)
     except ValueError as e:
@@ -72,6 +75,9 @@ class Trainer:
     def __init__(self, model, task, args, resume):
         self.model, self.task, self.args, self.resume = model, task, args, resume
         self.dev = device.pick(args.device)
+        self.dist = distributed.init(self.dev.type)
+        if self.dist.active and self.dev.type == "cuda":
+            self.dev = torch.device("cuda", self.dist.local_rank)
         self.dev_name, self.dev_mem = device.describe(self.dev)
         self.hooks = hooks_mod.HookSet(args.hooks)
         self.stop_signal = None
@@ -85,7 +91,10 @@ class Trainer:
 
     def _setup(self):
         a, model = self.args, self.model
-        self.out = runfolder.create(a.out_dir, a.resume, a.overwrite)
+        if self.dist.is_main:
+            self.out = runfolder.create(a.out_dir, a.resume, a.overwrite)
+        self.dist.barrier()
+        self.out = Path(a.out_dir)
         model.to(self.dev)
         self.opt = optim.make_adamw(model, a.lr, a.weight_decay, (a.beta1, a.beta2),
                                     getattr(self.task, "lr_mults", None), self.dev.type)
@@ -105,16 +114,25 @@ class Trainer:
             self.lr_scale, self.last_plateau_step, self.n_plateaus = t["lr_scale"], t["last_plateau_step"], t["n_plateaus"]
             self.task.load_state_dict(ck["data"])
             self.manifest = ck["manifest"]
-            checkpoint.set_rng_state(ck["rng"])
+            rngs = ck["rng"] if isinstance(ck["rng"], list) else [ck["rng"]]
+            if len(rngs) != self.dist.world:
+                raise UserError(f"--resume: last.pt was written by {len(rngs)} process(es), this run has "
+                                f"{self.dist.world}; resume with the same number of processes")
+            checkpoint.set_rng_state(rngs[self.dist.rank])
         else:
             self.manifest = manifest.make(self.config, self.hooks.specs, self.dev_name, a.seed)
             self.config["manifest"] = self.manifest
-            (self.out / "config.json").write_text(json.dumps(self.config, indent=2, default=str))
+            if self.dist.is_main:
+                (self.out / "config.json").write_text(json.dumps(self.config, indent=2, default=str))
         self.hooks.attach(model)
         self.compiled = torch.compile(model) if a.compile else model
-        self.bar = tqdm(total=a.max_steps, initial=self.step, disable=not sys.stderr.isatty(),
-                        dynamic_ncols=True, leave=False)
-        self.log = runfolder.RunLog(self.out, echo=tqdm.write)
+        self.train_model = self.compiled
+        if self.dist.active:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+            self.train_model = DDP(self.compiled, device_ids=[self.dev.index] if self.dev.type == "cuda" else None)
+        self.bar = tqdm(total=a.max_steps, initial=self.step, dynamic_ncols=True, leave=False,
+                        disable=not (sys.stderr.isatty() and self.dist.is_main))
+        self.log = runfolder.RunLog(self.out, enabled=self.dist.is_main, echo=tqdm.write)
 
     def _log_start(self):
         a, log = self.args, self.log
@@ -125,15 +143,25 @@ class Trainer:
                      f"{self.best:.4f} at step {self.best_step})")
             log.event("resume", step=self.step, argv=sys.argv[1:])
         log.line(f"Device: {self.dev_name}{mem} | AMP: {self.amp_dtype} | compile: {a.compile}")
-        log.line(f"Batch size: {a.batch_size} | params: {n_params:,} | run_id: {self.manifest['run_id']} | "
+        world = self.dist.world
+        batch = f"{a.batch_size}" if world == 1 else f"{a.batch_size} per rank x {world} ranks = {a.batch_size * world} global"
+        log.line(f"Batch size: {batch} | params: {n_params:,} | run_id: {self.manifest['run_id']} | "
                  f"config_hash: {self.manifest['config_hash']} | git: {str(self.manifest['git_commit'])[:10]}"
                  f"{' (dirty)' if self.manifest.get('git_dirty') else ''}")
         log.line("Config: " + json.dumps({k: v for k, v in self.config.items() if k != "manifest"}, default=str))
         log.event("start", step=self.step, device=self.dev_name, device_memory_gib=self.dev_mem,
-                  batch_size=a.batch_size, n_params=n_params, amp=self.amp_dtype)
+                  batch_size=a.batch_size, world_size=world, global_batch_size=a.batch_size * world,
+                  n_params=n_params, amp=self.amp_dtype)
 
     # ---- checkpoints -------------------------------------------------------------------------
+    def _save(self, name, metrics=None):
+        """Write a checkpoint (rank 0). Every rank must call it: RNG states are gathered from all."""
+        ck = self._checkpoint(metrics)
+        if self.dist.is_main:
+            checkpoint.save_atomic(ck, self.out / name)
+
     def _checkpoint(self, metrics=None):
+        rng = self.dist.gather(checkpoint.rng_state())
         return {
             "format_version": checkpoint.FORMAT_VERSION,
             "family": self.task.family,
@@ -146,7 +174,7 @@ class Trainer:
             "metrics": metrics or {},
             "trainer": {"lr_scale": self.lr_scale, "last_plateau_step": self.last_plateau_step,
                         "n_plateaus": self.n_plateaus},
-            "rng": checkpoint.rng_state(),
+            "rng": rng if self.dist.active else rng[0],
             "data": self.task.state_dict(),
             "hooks": self.hooks.specs,
             "train_config": json.loads(json.dumps(vars(self.args), default=str)),
@@ -168,7 +196,7 @@ class Trainer:
         lr = self._set_lr()
         batch = self.task.next_batch()
         with self.autocast():
-            loss = self.task.loss(self.compiled, batch)
+            loss = self.task.loss(self.train_model, batch)
         self.hooks.after_forward()
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
@@ -204,7 +232,7 @@ class Trainer:
         improved = value < self.best
         if improved:
             self.best, self.best_step = value, self.step
-            checkpoint.save_atomic(self._checkpoint(metrics), self.out / "best.pt")
+            self._save("best.pt", metrics)
         elapsed = time.time() - t0
         rate = (self.step - step0) / max(elapsed, 1e-9)
         eta = (a.max_steps - self.step) / max(rate, 1e-9)
@@ -231,7 +259,7 @@ class Trainer:
             log.line(f"Plateau: no {metric} improvement for {since_best} steps"
                      + (f"; LR scale now {self.lr_scale:.3g}" if a.plateau_lr_factor else ""))
             log.event("plateau", step=self.step, since_best=since_best, lr_scale=self.lr_scale, n_plateaus=self.n_plateaus)
-        checkpoint.save_atomic(self._checkpoint(metrics), self.out / "last.pt")
+        self._save("last.pt", metrics)
         return stop
 
     def _install_signals(self):
@@ -256,7 +284,7 @@ class Trainer:
                 n_loss += 1
                 self.bar.update(1)
                 if self.step % a.log_every == 0 or self.step == a.max_steps:
-                    mean = self.last_train_loss = float(loss_sum) / n_loss
+                    mean = self.last_train_loss = float(self.dist.mean(loss_sum)) / n_loss
                     if not math.isfinite(mean):
                         raise FloatingPointError(f"training loss is {mean} at step {self.step}; lower --lr or check the data")
                     self.log.event("train", step=self.step, loss=mean, lr=lr, grad_norm=float(grad_norm))
@@ -264,9 +292,10 @@ class Trainer:
                     loss_sum.zero_(); n_loss = 0
                 if self.step % a.eval_every == 0 or self.step == a.max_steps:
                     stop = self._on_eval(t0, step0)
-                if self.stop_signal is not None:
+                if self.dist.any(self.stop_signal is not None):
+                    self.stop_signal = self.stop_signal or signal.SIGTERM
                     name = signal.Signals(self.stop_signal).name
-                    checkpoint.save_atomic(self._checkpoint(), self.out / "last.pt")
+                    self._save("last.pt")
                     self.log.line(f"{name} at step {self.step}: saved last.pt; continue with --resume")
                     self.log.event("signal", step=self.step, signal=name)
                     raise SystemExit(128 + self.stop_signal)
@@ -279,6 +308,7 @@ class Trainer:
                 signal.signal(s, h)
             self.bar.close()
             self.log.close()
+            self.dist.close()
 
     def _finish(self, t0, step0):
         a, log = self.args, self.log
@@ -291,6 +321,7 @@ class Trainer:
                  f"best {self.task.metric}={self.best:.4f} at step {self.best_step} | cost: {cost}")
         log.event("end", step=self.step, total_s=total, steps_per_s=rate, best=self.best,
                   best_step=self.best_step, cost_usd=None if price is None else price * total / 3600)
-        plots.loss_curve(self.out / "metrics.jsonl", self.out / "loss_curve.png", self.task.metric)
+        if self.dist.is_main:
+            plots.loss_curve(self.out / "metrics.jsonl", self.out / "loss_curve.png", self.task.metric)
         return {"step": self.step, "best": self.best, "best_step": self.best_step, "steps_per_s": rate,
                 "total_s": total, "out_dir": str(self.out)}

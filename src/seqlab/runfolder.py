@@ -35,10 +35,15 @@ def check(out_dir, resume, overwrite):
 
 def create(out_dir, resume, overwrite):
     """Check, then make the run folder (deleting the old run under --overwrite). Returns its Path."""
-    out = check(out_dir, resume, overwrite)
+    out = check(out_dir, resume, overwrite)  # again: another process may have started a run here since
     if overwrite and out.is_dir():
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
+    if not resume:
+        try:  # claim the folder atomically: a second run started at the same moment fails here
+            (out / "config.json").open("x").close()
+        except FileExistsError:
+            raise UserError(f"another run is starting in {out}; pick another --out-dir") from None
     return out
 
 

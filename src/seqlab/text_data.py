@@ -101,11 +101,13 @@ class WindowSampler:
     """Shuffled non-overlapping windows, epoch after epoch, deterministic given the seed.
 
     The only state is the number of windows served, so resume is exact: epoch e's order is
-    a permutation drawn from a generator seeded with (seed, e).
+    a permutation drawn from a generator seeded with (seed, e). Under data parallelism each
+    step serves a global batch of batch_size x world windows and rank r keeps its slice.
     """
 
-    def __init__(self, ids, context, batch_size, seed):
+    def __init__(self, ids, context, batch_size, seed, rank=0, world=1):
         self.ids, self.context, self.batch_size, self.seed = ids, context, batch_size, seed
+        self.rank, self.world = rank, world
         self.n = n_windows(len(ids), context)
         if self.n < 1:
             raise UserError(f"train split has {len(ids)} tokens, fewer than context {context} + 1; "
@@ -121,10 +123,11 @@ class WindowSampler:
 
     def next_batch(self):
         idx = []
-        for _ in range(self.batch_size):
-            epoch, k = divmod(self.served, self.n)
+        first = self.served + self.rank * self.batch_size
+        for j in range(first, first + self.batch_size):
+            epoch, k = divmod(j, self.n)
             idx.append(int(self._order_of(epoch)[k]))
-            self.served += 1
+        self.served += self.batch_size * self.world
         xs, ys = zip(*(window(self.ids, i, self.context) for i in idx))
         return torch.stack(xs), torch.stack(ys)
 

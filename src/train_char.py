@@ -19,6 +19,8 @@ def build_parser():
     cli.add_train_args(p, max_steps=5000, eval_every=200, batch_size=16, lr=3e-4, n_layer=4, n_head=4, n_embd=256)
     g = p.add_argument_group("char model")
     g.add_argument("--context", type=cli.positive_int, default=256, help="tokens per window (windows do not overlap)")
+    g.add_argument("--stride", type=cli.positive_int, default=None,
+                   help="start a training window every N tokens (default: the context, i.e. non-overlapping)")
     g.add_argument("--d-ff", type=cli.positive_int, default=None, help="MLP width (default 4 x n_embd)")
     g.add_argument("--dropout", type=cli.nonneg_float, default=0.1)
     g.add_argument("--eval-windows", type=cli.nonneg_int, default=0,
@@ -39,7 +41,7 @@ def main(argv=None):
         if config.n_embd % config.n_head:
             raise UserError(f"--n-embd {config.n_embd} must be divisible by --n-head {config.n_head}")
     task = CharTask(args.data_dir, config.context, args.batch_size, args.seed, args.eval_windows,
-                    args.prompt, args.sample_tokens, *distributed.env_rank_world())
+                    args.prompt, args.sample_tokens, *distributed.env_rank_world(), stride=args.stride)
     model = CharTransformer(config)
     return engine.fit(model, task, args, resume)
 

@@ -14,13 +14,13 @@ class CharTask:
     family, metric = "char", "val_loss"
 
     def __init__(self, data_dir, context, batch_size, seed, eval_windows=0, prompt="The ", sample_tokens=200,
-                 rank=0, world=1):
+                 rank=0, world=1, stride=None):
         self.data_dir, self.context = data_dir, context
         train, self.val = text_data.load_split(data_dir, "train"), text_data.load_split(data_dir, "val")
         if len(self.val) < context + 1:
             raise UserError(f"val split has {len(self.val)} tokens, fewer than context {context} + 1; "
                             "lower --context or prepare with a larger --val-fraction")
-        self.sampler = text_data.WindowSampler(train, context, batch_size, seed, rank, world)
+        self.sampler = text_data.WindowSampler(train, context, batch_size, seed, rank, world, stride)
         n_val = text_data.n_windows(len(self.val), context)
         self.n_val_windows = min(n_val, eval_windows) if eval_windows else n_val
         self.batch_size, self.seed, self.prompt, self.sample_tokens = batch_size, seed, prompt, sample_tokens

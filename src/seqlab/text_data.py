@@ -98,17 +98,20 @@ def window(ids, i, context):
 
 
 class WindowSampler:
-    """Shuffled non-overlapping windows, epoch after epoch, deterministic given the seed.
+    """Shuffled windows, epoch after epoch, deterministic given the seed.
+
+    Windows start every `stride` tokens: stride = context (the default) gives the decision
+    log's non-overlapping windows; stride 1 gives every offset (as nanoGPT's random crops do).
 
     The only state is the number of windows served, so resume is exact: epoch e's order is
     a permutation drawn from a generator seeded with (seed, e). Under data parallelism each
     step serves a global batch of batch_size x world windows and rank r keeps its slice.
     """
 
-    def __init__(self, ids, context, batch_size, seed, rank=0, world=1):
+    def __init__(self, ids, context, batch_size, seed, rank=0, world=1, stride=None):
         self.ids, self.context, self.batch_size, self.seed = ids, context, batch_size, seed
-        self.rank, self.world = rank, world
-        self.n = n_windows(len(ids), context)
+        self.rank, self.world, self.stride = rank, world, stride or context
+        self.n = (len(ids) - 1 - context) // self.stride + 1 if len(ids) > context else 0
         if self.n < 1:
             raise UserError(f"train split has {len(ids)} tokens, fewer than context {context} + 1; "
                             "lower --context or use more text")
@@ -128,8 +131,9 @@ class WindowSampler:
             epoch, k = divmod(j, self.n)
             idx.append(int(self._order_of(epoch)[k]))
         self.served += self.batch_size * self.world
-        xs, ys = zip(*(window(self.ids, i, self.context) for i in idx))
-        return torch.stack(xs), torch.stack(ys)
+        chunks = [self.ids[i * self.stride:i * self.stride + self.context + 1] for i in idx]
+        batch = torch.stack(chunks)
+        return batch[:, :-1], batch[:, 1:]
 
     def state_dict(self):
         return {"served": self.served}

@@ -14,14 +14,15 @@ SEQ_LEN = 256
 MAX_SPACING = 10.0
 
 
-def validate(spacings, what="spacings"):
-    """Raise UserError naming the first non-finite, non-positive or > MAX_SPACING value."""
+def validate(spacings, what="spacings", max_spacing=MAX_SPACING):
+    """Raise UserError naming the first non-finite, non-positive or > max_spacing value.
+    (max_spacing: 10 for zeta spacings; a dataset may record another cap as meta["max_spacing"].)"""
     s = np.asarray(spacings)
-    bad = ~np.isfinite(s) | (s <= 0) | (s > MAX_SPACING)
+    bad = ~np.isfinite(s) | (s <= 0) | (s > max_spacing)
     if bad.any():
         i = int(np.argmax(bad))
         raise UserError(f"{what}[{i}] = {s[i]!r} is not a valid unfolded spacing "
-                        f"(must be finite, > 0 and <= {MAX_SPACING}); check the input ordinates")
+                        f"(must be finite, > 0 and <= {max_spacing}); check the input ordinates")
 
 
 def statistics(spacings, max_lag=5):
@@ -71,10 +72,32 @@ def load_split(data_dir, split):
     if not isinstance(x, torch.Tensor) or x.dim() != 2 or x.numel() == 0:
         raise UserError(f"{f} must hold a non-empty 2-D tensor (n_windows, seq_len); rebuild the dataset")
     x = x.float()
-    validate(x.flatten().numpy(), what=str(f))
+    validate(x.flatten().numpy(), what=str(f), max_spacing=load_meta(d).get("max_spacing", MAX_SPACING))
     return x
 
 
 def load_meta(data_dir):
     f = Path(data_dir) / "meta.pt"
     return torch.load(f, weights_only=True) if f.is_file() else {}
+
+
+def prepare(spacings, out_dir, *, source, extra_meta=None, seq_len=SEQ_LEN, val_fraction=0.1, overwrite=False):
+    """Validate spacings, cut them into windows, write train.pt/val.pt/meta.pt; returns meta.
+
+    meta: n_spacings, spacing_mean/std/min/max, autocorr (lags 1..5, over all spacings), seq_len,
+    n_train, n_val, val_type ("val_tail"), source, dtype, plus extra_meta (e.g. n_zeros, sha256;
+    extra_meta["max_spacing"] replaces the cap of 10 in validate, here and in load_split)."""
+    out = Path(out_dir)
+    if (out / "meta.pt").exists() and not overwrite:
+        raise UserError(f"{out} already holds a spacing dataset; pass --overwrite to replace it")
+    max_spacing = (extra_meta or {}).get("max_spacing", MAX_SPACING)
+    validate(spacings, max_spacing=max_spacing)
+    train, val = to_windows(spacings, seq_len=seq_len, val_fraction=val_fraction)
+    st = statistics(spacings)
+    meta = dict(extra_meta or {})
+    meta.update({"n_spacings": int(len(spacings)), "spacing_mean": st["mean"], "spacing_std": st["std"],
+                 "spacing_min": st["min"], "spacing_max": st["max"], "autocorr": st["autocorr"],
+                 "seq_len": int(seq_len), "n_train": int(train.shape[0]), "n_val": int(val.shape[0]),
+                 "val_type": "val_tail", "val_fraction": float(val_fraction), "source": source, "dtype": "float32"})
+    write(out, train, val, meta, overwrite=overwrite)
+    return meta

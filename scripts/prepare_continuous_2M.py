@@ -1,0 +1,105 @@
+"""Build a spacing dataset from zeta zeros: zeros -> unfolded spacings -> windows of 256 -> train/val.
+
+    python scripts/prepare_continuous_2M.py                                  # data/continuous_2M from nothing
+    python scripts/prepare_continuous_2M.py --n-zeros 50000 --out-dir data/zeta_50k
+    python scripts/prepare_continuous_2M.py --zeros zeros1.txt --n-zeros 100000 --out-dir data/odlyzko_100k
+
+x_n = theta(gamma_n)/pi + 1 (the smooth Riemann-von Mangoldt term), s_n = x_{n+1} - x_n (mean 1),
+validated (finite, > 0, <= 10), non-overlapping windows of 256, the last int(0.1 * n_windows)
+windows are val ("val_tail", the highest ordinates). 2,001,052 zeros give train (7035, 256) and
+val (781, 256). The zeros come from --zeros, else from data/zeros/ when a valid file covers them,
+else they are computed (scripts/prepare_zeros.py) and kept there. A sanity report goes to
+results/data_<name>/ (report.md + spacings.png).
+"""
+import os
+import sys
+import time
+from pathlib import Path
+
+# the work is parallel over processes: BLAS threads inside each would only contend for the cores
+for _v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_v, "1")
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from seqlab import cli  # noqa: E402
+from seqlab.errors import UserError  # noqa: E402
+
+N_2M = 2_001_052
+
+
+def get_zeros(n, zeros_path, workers, quiet):
+    """(gamma_1..gamma_n, zeros file, its sidecar info), computing and caching them if needed."""
+    import prepare_zeros
+
+    from seqlab import zeta_io
+    if zeros_path:
+        p = Path(zeros_path)
+        got = zeta_io.load_zeros(p) if p.suffix == ".npy" else None
+        if got is None:
+            g, start = zeta_io.read_table(p)
+            got = (g, {"method": "from-file", "start": start, "sha256": zeta_io.sha256(p)})
+        g, info = got
+        if info["start"] != 1:
+            raise UserError(f"{p} starts at zero n = {info['start']}, not at the first zero")
+        if len(g) < n:
+            raise UserError(f"{p} holds {len(g):,} zeros, fewer than --n-zeros {n:,}")
+        return g[:n], p, info
+    for cand in (prepare_zeros.default_out(1, n), prepare_zeros.default_out(1, N_2M)):
+        got = zeta_io.load_zeros(cand, need_start=1, need_count=n)
+        if got is not None:
+            if not quiet:
+                print(f"reusing {cand} (sha256 verified)")
+            return got[0], cand, got[1]
+    out = prepare_zeros.default_out(1, n)
+    info = prepare_zeros.compute(1, n, workers, out, overwrite=True, quiet=quiet)
+    g = zeta_io.load_zeros(out)[0]
+    return g, out, info
+
+
+def main(argv=None):
+    p = cli.OneLineParser(description=__doc__, formatter_class=cli.argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--n-zeros", type=cli.positive_int, default=N_2M, help="use zeros n = 1 .. N (default 2,001,052)")
+    p.add_argument("--out-dir", default="data/continuous_2M", help="dataset folder (train.pt, val.pt, meta.pt)")
+    p.add_argument("--zeros", default=None, metavar="PATH", help="existing zeros table (.npy with sidecar, or text)")
+    p.add_argument("--report-dir", default=None, help="sanity report folder (default results/data_<out-dir name>)")
+    p.add_argument("--no-report", action="store_true", help="skip the sanity report")
+    p.add_argument("--workers", type=cli.positive_int, default=os.cpu_count() or 1)
+    p.add_argument("--overwrite", action="store_true", help="replace an existing dataset in --out-dir")
+    p.add_argument("--quiet", action="store_true")
+    args = p.parse_args(argv)
+    out = Path(args.out_dir)
+    if (out / "meta.pt").exists() and not args.overwrite:
+        raise UserError(f"{out} already holds a spacing dataset; pass --overwrite to replace it")
+    if args.n_zeros < 10 * 256 + 1:
+        raise UserError(f"--n-zeros {args.n_zeros} is too small: 2,561 zeros make the 10 windows of 256 spacings "
+                        "that a 90/10 split needs")
+
+    from seqlab import spacing_data, spacing_report, zeta
+    t = time.time()
+    gamma, zfile, zinfo = get_zeros(args.n_zeros, args.zeros, args.workers, args.quiet)
+    t_zeros = time.time() - t
+    s = zeta.unfolded_spacings(gamma)
+    extra = {"n_zeros": int(len(gamma)), "gamma_min": float(gamma[0]), "gamma_max": float(gamma[-1]),
+             "unfolding": "x_n = theta(gamma_n)/pi + 1", "zeros_file": str(zfile),
+             "zeros_sha256": zinfo.get("sha256"), "zeros_method": zinfo.get("method")}
+    source = f"zeta zeros n = 1..{len(gamma):,} ({zinfo.get('method', '?').split(';')[0]})"
+    meta = spacing_data.prepare(s, out, source=source, extra_meta=extra, overwrite=args.overwrite)
+    print(f"{len(gamma):,} zeros -> {meta['n_spacings']:,} spacings (mean {meta['spacing_mean']:.6f}, "
+          f"std {meta['spacing_std']:.4f}, lag-1 autocorr {meta['autocorr'][0]:+.4f}) -> {out}/ "
+          f"train ({meta['n_train']}, {meta['seq_len']}) val ({meta['n_val']}, {meta['seq_len']}); "
+          f"zeros {t_zeros:.1f} s, total {time.time() - t:.1f} s")
+    if not args.no_report:
+        rdir = Path(args.report_dir or f"results/data_{out.name}")
+        r = spacing_report.write_report(s, rdir, out.name, meta, notes=[
+            "Expected: GUE at short range (histogram near the surmise, pair correlation near Montgomery's),",
+            "lag-1 correlation near -0.35 at these heights, and a number variance that saturates near",
+            "0.35-0.45 at large L (Berry 1988) instead of growing like (ln L)/pi^2."])
+        print(f"report -> {rdir}/report.md: entropy {r['entropy']:.4f} nats (Wigner {r['wigner_entropy']:.4f}), "
+              f"KS to Wigner {r['ks_wigner']:.4f}, Sigma^2(10) {r['number_variance'][7]:.3f}")
+    return meta
+
+
+if __name__ == "__main__":
+    cli.run(main)

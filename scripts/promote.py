@@ -58,7 +58,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", args.name):
         raise UserError(f"--name '{args.name}' must be letters, digits, '_', '-', '.' (e.g. E5_ortho)")
-    run, root = Path(args.run_dir), Path(args.root)
+    run, root = Path(args.run_dir).resolve(), Path(args.root).resolve()
     if not root.is_dir():
         raise UserError(f"--root {root} is not a folder")
     best = run / "best.pt"
@@ -79,7 +79,7 @@ def main(argv=None):
         for tool in tools:
             cmd = [sys.executable, str(ROOT / tool), "--ckpt", str(best.resolve()), "--output-dir", str(staged_results)]
             if args.data_dir:
-                cmd += ["--data-dir", args.data_dir]
+                cmd += ["--data-dir", str(Path(args.data_dir).resolve())]
             print("$ " + " ".join(cmd[1:]))
             proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
             print(proc.stdout.rstrip())

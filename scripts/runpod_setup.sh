@@ -47,8 +47,9 @@ fi
 
 if [ "$smoke" = 1 ]; then
   echo "== smoke run (20 steps)"
-  $PY scripts/prepare_text.py --out-dir data/pydoc --overwrite
-  $PY src/train_char.py --data-dir data/pydoc --out-dir out/smoke --overwrite --max-steps 20 --eval-every 10 \
+  # scratch folders, so packaged data is never replaced
+  $PY scripts/prepare_text.py --out-dir data/_smoke_text --overwrite
+  $PY src/train_char.py --data-dir data/_smoke_text --out-dir out/smoke --overwrite --max-steps 20 --eval-every 10 \
     --n-layer 2 --n-embd 64 --context 64 --sample-tokens 20
 fi
 
@@ -60,6 +61,7 @@ else                              bs_mdn=64;   bs_char=16;  bs_hyb=8; fi
 launch="python"
 [ "$ngpu" -gt 1 ] && launch="torchrun --nproc_per_node $ngpu"
 cat <<CMDS
+text:    python scripts/prepare_text.py [--input FILE]        # data/pydoc from the embedded corpus
 char:    $launch src/train_char.py --data-dir data/pydoc --out-dir out/C1 --batch-size $bs_char --use-amp
 mdn E0:  $launch src/train_mdn.py --data-dir data/continuous_2M --out-dir out/E0 --seed 7 --batch-size $bs_mdn --use-amp
 postfix: $launch src/train_mdn_postfix.py --data-dir data/continuous_2M --out-dir out/E5 --seed 7 \\

@@ -179,3 +179,25 @@ def test_atomic_save_leaves_old_file_on_failure(tmp_path):
         checkpoint.save_atomic({"a": Unpicklable()}, path)
     assert torch.load(path, weights_only=True) == {"a": 1}
     assert [f.name for f in tmp_path.iterdir()] == ["x.pt"]
+
+
+def test_bare_resume_adopts_the_runs_flags_and_refuses_changes(text_dir, tmp_path):
+    import train_char
+    out = tmp_path / "r"
+    base = ["--data-dir", str(text_dir), "--out-dir", str(out)]
+    train_char.main(base + ["--max-steps", "6", "--n-layer", "1", "--n-embd", "16", "--n-head", "2", "--context", "8",
+                            "--lr", "2e-3", "--seed", "5", "--schedule", "cosine", "--eval-every", "3"])
+    summary = train_char.main(base + ["--resume", "--max-steps", "9"])  # only what changes
+    assert summary["step"] == 9
+    ck = checkpoint.load(out / "last.pt")
+    assert ck["train_config"]["lr"] == 2e-3 and ck["train_config"]["seed"] == 5
+    assert ck["train_config"]["schedule"] == "cosine" and ck["train_config"]["max_steps"] == 9
+    with pytest.raises(UserError, match=r"--resume cannot change --lr 0.002 -> 0.01"):
+        train_char.main(base + ["--resume", "--max-steps", "12", "--lr", "1e-2"])
+    assert checkpoint.load(out / "last.pt")["step"] == 9
+
+
+def test_bad_hook_options_are_user_errors(train_char):
+    for spec in ("act_stats:every=0", "noise:std=abc", "clip:value=-1", "nope"):
+        with pytest.raises(UserError, match="--hook"):
+            train_char("--hook", spec, out="h")

@@ -75,8 +75,9 @@ def load(path, family=None, map_location="cpu"):
     except Exception as e:  # torch raises many types for truncated/garbage files
         raise UserError(f"checkpoint {path} cannot be read: corrupt, truncated or not a torch file ({type(e).__name__}); "
                         "use another checkpoint (best.pt / last.pt) or re-train") from None
-    if not isinstance(ckpt, dict) or "format_version" not in ckpt or "family" not in ckpt:
-        raise UserError(f"{path} is not a checkpoint of this repo (no format_version/family)")
+    if (not isinstance(ckpt, dict) or not isinstance(ckpt.get("format_version"), int)
+            or not isinstance(ckpt.get("family"), str) or not isinstance(ckpt.get("model"), dict)):
+        raise UserError(f"{path} is not a checkpoint of this repo (no format_version/family/model)")
     if ckpt["format_version"] > FORMAT_VERSION:
         raise UserError(f"{path} has checkpoint format {ckpt['format_version']}, newer than this code "
                         f"({FORMAT_VERSION}); update the repo")

@@ -41,10 +41,26 @@ def fraction(text):
 
 
 class OneLineParser(argparse.ArgumentParser):
-    """argparse that reports a bad flag as one line (no usage dump) and exits with 2."""
+    """argparse that reports a bad flag as one line (no usage dump) and exits with 2.
+
+    parse_args also records which flags were given explicitly (`args._explicit`), so that
+    --resume can tell "not given: use the run's value" from "given: the user changes it".
+    """
 
     def error(self, message):
         self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+    def parse_args(self, args=None, namespace=None):
+        ns = super().parse_args(args, namespace)
+        defaults = [(a, a.default) for a in self._actions]
+        try:
+            for a, _ in defaults:
+                a.default = argparse.SUPPRESS
+            ns._explicit = set(vars(super().parse_args(args))) - {"help"}
+        finally:
+            for a, d in defaults:
+                a.default = d
+        return ns
 
 
 def add_train_args(p, *, max_steps, eval_every, batch_size, lr, n_layer, n_head, n_embd):
@@ -101,3 +117,6 @@ def run(main):
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    except FloatingPointError as e:
+        print(f"error: training diverged: {e}", file=sys.stderr)
+        sys.exit(3)

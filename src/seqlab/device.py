@@ -48,7 +48,8 @@ def amp_setup(dev, use_amp):
     if not on:
         return contextlib.nullcontext, None, "float32"
     if dev.type == "cuda":
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        # bf16 natively from Ampere (sm80) on; older GPUs emulate it slowly, so they get fp16 + scaler
+        dtype = torch.bfloat16 if torch.cuda.get_device_capability(dev)[0] >= 8 else torch.float16
     else:
         dtype = torch.bfloat16
     scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None

@@ -54,6 +54,14 @@ class Dist:
         dist.all_reduce(t, op=dist.ReduceOp.MAX)
         return bool(t.item())
 
+    def broadcast(self, obj):
+        """Rank 0's `obj` on every rank (picklable, tensor-free objects)."""
+        if not self.active:
+            return obj
+        box = [obj]
+        dist.broadcast_object_list(box, src=0, device=torch.device(self.device))
+        return box[0]
+
     def gather(self, obj):
         """A list of every rank's `obj`, in rank order (picklable objects)."""
         if not self.active:

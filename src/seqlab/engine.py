@@ -56,10 +56,37 @@ def begin(args, family):
         hooks_mod.HookSet(args.hooks)
     except ValueError as e:
         raise UserError(f"--hook: {e}") from None
+    ck = None
+    if args.resume:
+        ck = checkpoint.load(f"{args.out_dir}/last.pt", family)
+        n_rng = len(ck["rng"]) if isinstance(ck["rng"], list) else 1
+        if n_rng != dist.world:
+            raise UserError(f"--resume: last.pt was written by {n_rng} process(es), this run has {dist.world}; "
+                            "resume with the same number of processes")
+        adopt_run_flags(args, ck["train_config"])
     seed_everything(args.seed)
-    if not args.resume:
-        return None
-    return checkpoint.load(f"{args.out_dir}/last.pt", family)
+    return ck
+
+
+# Flags a resumed run may change; any other flag given with a different value is refused.
+RESUME_MUTABLE = {"max_steps", "eval_every", "log_every", "early_stop", "patience", "plateau_patience",
+                  "plateau_lr_factor", "hooks", "data_dir"}
+
+
+def adopt_run_flags(args, saved):
+    """On --resume, flags not given on the command line take the run's own values (so a bare
+    `--resume` continues the same experiment); given flags may only change RESUME_MUTABLE ones."""
+    explicit = getattr(args, "_explicit", set(vars(args)))
+    refused = []
+    for key, value in saved.items():
+        if key.startswith("_") or key in manifest.NOT_HASHED or not hasattr(args, key):
+            continue
+        if key not in explicit:
+            setattr(args, key, value)
+        elif getattr(args, key) != value and key not in RESUME_MUTABLE:
+            refused.append(f"--{key.replace('_', '-')} {value} -> {getattr(args, key)}")
+    if refused:
+        raise UserError("--resume cannot change " + ", ".join(refused) + "; drop those flags or start a new run")
 
 
 def _fmt_minutes(seconds):
@@ -85,7 +112,7 @@ class Trainer:
 
     # ---- setup -------------------------------------------------------------------------------
     def _config(self):
-        train = {k: v for k, v in vars(self.args).items()}
+        train = {k: v for k, v in vars(self.args).items() if not k.startswith("_")}
         return {"family": self.task.family, "model": asdict(self.model.config),
                 "train": train, "data": self.task.describe()}
 
@@ -101,6 +128,7 @@ class Trainer:
         self.autocast, self.scaler, self.amp_dtype = device.amp_setup(self.dev, a.amp)
         self.step, self.best, self.best_step = 0, math.inf, 0
         self.lr_scale, self.last_plateau_step, self.n_plateaus = 1.0, 0, 0
+        self.loss_sum, self.n_loss = 0.0, 0  # the running train-loss interval, checkpointed
         self.config = self._config()
         if self.resume:
             ck = self.resume
@@ -114,10 +142,8 @@ class Trainer:
             self.lr_scale, self.last_plateau_step, self.n_plateaus = t["lr_scale"], t["last_plateau_step"], t["n_plateaus"]
             self.task.load_state_dict(ck["data"])
             self.manifest = ck["manifest"]
+            self.loss_sum, self.n_loss = t.get("loss_sum", 0.0), t.get("n_loss", 0)
             rngs = ck["rng"] if isinstance(ck["rng"], list) else [ck["rng"]]
-            if len(rngs) != self.dist.world:
-                raise UserError(f"--resume: last.pt was written by {len(rngs)} process(es), this run has "
-                                f"{self.dist.world}; resume with the same number of processes")
             checkpoint.set_rng_state(rngs[self.dist.rank])
         else:
             self.manifest = manifest.make(self.config, self.hooks.specs, self.dev_name, a.seed)
@@ -129,7 +155,8 @@ class Trainer:
         self.train_model = self.compiled
         if self.dist.active:
             from torch.nn.parallel import DistributedDataParallel as DDP
-            self.train_model = DDP(self.compiled, device_ids=[self.dev.index] if self.dev.type == "cuda" else None)
+            self.train_model = DDP(self.compiled, device_ids=[self.dev.index] if self.dev.type == "cuda" else None,
+                                   find_unused_parameters=getattr(self.task, "find_unused_parameters", False))
         self.bar = tqdm(total=a.max_steps, initial=self.step, dynamic_ncols=True, leave=False,
                         disable=not (sys.stderr.isatty() and self.dist.is_main))
         self.log = runfolder.RunLog(self.out, enabled=self.dist.is_main, echo=tqdm.write)
@@ -173,11 +200,12 @@ class Trainer:
             "best": {"metric": self.task.metric, "value": self.best, "step": self.best_step},
             "metrics": metrics or {},
             "trainer": {"lr_scale": self.lr_scale, "last_plateau_step": self.last_plateau_step,
-                        "n_plateaus": self.n_plateaus},
+                        "n_plateaus": self.n_plateaus, "loss_sum": float(self.dist.mean(self.loss_sum_t)),
+                        "n_loss": self.n_loss},
             "rng": rng if self.dist.active else rng[0],
             "data": self.task.state_dict(),
             "hooks": self.hooks.specs,
-            "train_config": json.loads(json.dumps(vars(self.args), default=str)),
+            "train_config": json.loads(json.dumps(self.config["train"], default=str)),
             "data_info": json.loads(json.dumps(self.task.describe(), default=str)),
             "manifest": self.manifest,
         }
@@ -225,7 +253,8 @@ class Trainer:
 
     def _on_eval(self, t0, step0):
         a, log, metric = self.args, self.log, self.task.metric
-        metrics = self._evaluate()
+        # ranks decide from rank 0's numbers, so they always reach the same collectives
+        metrics = self.dist.broadcast(self._evaluate())
         value = metrics[metric]
         if not math.isfinite(value):
             raise FloatingPointError(f"{metric} is {value} at step {self.step}")
@@ -275,24 +304,27 @@ class Trainer:
         self._log_start()
         previous = self._install_signals()
         t0, step0 = time.time(), self.step
-        loss_sum, n_loss, stop = torch.zeros((), device=self.dev), 0, None
+        self.loss_sum_t, stop = torch.full((), self.loss_sum, device=self.dev), None
         self.model.train()
         try:
             while self.step < a.max_steps and stop is None:
                 loss, grad_norm, lr = self._train_step()
-                loss_sum += loss.float()
-                n_loss += 1
+                self.loss_sum_t += loss.float()
+                self.n_loss += 1
                 self.bar.update(1)
                 if self.step % a.log_every == 0 or self.step == a.max_steps:
-                    mean = self.last_train_loss = float(self.dist.mean(loss_sum)) / n_loss
+                    mean = self.last_train_loss = float(self.dist.mean(self.loss_sum_t)) / self.n_loss
                     if not math.isfinite(mean):
                         raise FloatingPointError(f"training loss is {mean} at step {self.step}; lower --lr or check the data")
                     self.log.event("train", step=self.step, loss=mean, lr=lr, grad_norm=float(grad_norm))
                     self.bar.set_postfix(loss=f"{mean:.4f}")
-                    loss_sum.zero_(); n_loss = 0
+                    self.loss_sum_t.zero_()
+                    self.n_loss = 0
                 if self.step % a.eval_every == 0 or self.step == a.max_steps:
                     stop = self._on_eval(t0, step0)
-                if self.dist.any(self.stop_signal is not None):
+                # under DDP ranks agree on a signal at logging steps (a collective each step would sync)
+                if (self.stop_signal is not None if not self.dist.active else
+                        self.step % a.log_every == 0 and self.dist.any(self.stop_signal is not None)):
                     self.stop_signal = self.stop_signal or signal.SIGTERM
                     name = signal.Signals(self.stop_signal).name
                     self._save("last.pt")
@@ -316,11 +348,14 @@ class Trainer:
         rate = (self.step - step0) / max(total, 1e-9)
         price = a.gpu_price if a.gpu_price is not None else (
             prices.price_for(self.dev_name) if self.dev.type == "cuda" else 0.0)
-        cost = "unknown GPU price (pass --gpu-price)" if price is None else f"${price * total / 3600:.2f} at ${price:.2f}/hr"
+        n_gpu = self.dist.world if self.dev.type == "cuda" else 1
+        usd = None if price is None else price * n_gpu * total / 3600
+        cost = ("unknown GPU price (pass --gpu-price)" if price is None else
+                f"${usd:.2f} at ${price:.2f}/hr" + (f" x {n_gpu} GPUs" if n_gpu > 1 else ""))
         log.line(f"Done: {self.step - step0} steps in {_fmt_minutes(total)} ({rate:.2f} steps/s) | "
                  f"best {self.task.metric}={self.best:.4f} at step {self.best_step} | cost: {cost}")
         log.event("end", step=self.step, total_s=total, steps_per_s=rate, best=self.best,
-                  best_step=self.best_step, cost_usd=None if price is None else price * total / 3600)
+                  best_step=self.best_step, cost_usd=usd)
         if self.dist.is_main:
             plots.loss_curve(self.out / "metrics.jsonl", self.out / "loss_curve.png", self.task.metric)
         return {"step": self.step, "best": self.best, "best_step": self.best_step, "steps_per_s": rate,

@@ -75,12 +75,19 @@ def observed_modules(model):
     return list(model.named_children())
 
 
+def _positive(hook, key, value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f"{hook}: {key} must be a positive number, got {value!r}")
+
+
 @register("act_stats", FORWARD)
 class ActStats:
     """Activation statistics of every block output: mean, std, max |x|, fraction |x| > 6 std. Option every=N."""
 
     def __init__(self, every=10):
-        self.every, self.calls, self.sums, self.count = int(every), 0, {}, {}
+        if not isinstance(every, int) or every < 1:
+            raise ValueError(f"act_stats: every must be a positive integer, got {every!r}")
+        self.every, self.calls, self.sums, self.count = every, 0, {}, {}
 
     def __call__(self, name):
         def hook(module, inputs, output):
@@ -114,12 +121,16 @@ def identity():
 @register("clip", UPDATE)
 def clip(value=1.0):
     """Clip every gradient element to [-value, value]."""
+    _positive("clip", "value", value)
     return lambda model, step: torch.nn.utils.clip_grad_value_(model.parameters(), float(value))
 
 
 @register("noise", UPDATE)
 def noise(std=1e-4, seed=0):
     """Add N(0, std^2) noise to every gradient; drawn from (seed, step) so resume is exact."""
+    _positive("noise", "std", std)
+    if not isinstance(seed, int):
+        raise ValueError(f"noise: seed must be an integer, got {seed!r}")
     def hook(model, step):
         g = torch.Generator().manual_seed(int(seed) * 1_000_003 + step)
         for p in model.parameters():

@@ -1,8 +1,15 @@
 """Model registry: family name -> (config dataclass, model class), used by the one checkpoint loader."""
 from seqlab.models.char import CharConfig, CharTransformer
+from seqlab.models.hybrid import HybridConfig, HybridLM
+from seqlab.models.mdn import MDNConfig, SpacingMDN
+from seqlab.models.mdn_memory import PostfixConfig, PostfixMDN, PrefixConfig, PrefixMDN
 
 REGISTRY = {
     "char": (CharConfig, CharTransformer),
+    "hybrid": (HybridConfig, HybridLM),
+    "mdn": (MDNConfig, SpacingMDN),
+    "mdn_prefix": (PrefixConfig, PrefixMDN),
+    "mdn_postfix": (PostfixConfig, PostfixMDN),
 }
 
 

@@ -1,0 +1,119 @@
+"""Each recurrence's chunked and step forms equal its sequential reference (values and gradients)."""
+import pytest
+import torch
+
+from seqlab import scan
+
+REL = 1e-5
+
+
+def rwkv_inputs(b=2, T=37, H=2, K=8, seed=0, strong=False):
+    g = torch.Generator().manual_seed(seed)
+    r, k, v = (torch.randn(b, T, H, K, generator=g) * 0.5 for _ in range(3))
+    # log retentions spanning no memory (clamped at LOG_W_MIN) to long memory
+    logw = -torch.exp(torch.randn(b, T, H, K, generator=g) * (2.5 if strong else 1.0) - 1)
+    u = torch.randn(H, K, generator=g) * 0.5
+    s0 = torch.randn(b, H, K, K, generator=g) * 0.3
+    return [t.double().requires_grad_() for t in (r, k, v, logw, u, s0)]
+
+
+def mamba_inputs(b=2, T=37, D=6, N=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(b, T, D, generator=g)
+    dt = torch.nn.functional.softplus(torch.randn(b, T, D, generator=g) * 2 - 1)
+    A = -torch.exp(torch.randn(D, N, generator=g))
+    Bm, Cm = torch.randn(b, T, N, generator=g), torch.randn(b, T, N, generator=g)
+    h0 = torch.randn(b, D, N, generator=g) * 0.3
+    return [t.double().requires_grad_() for t in (x, dt, A, Bm, Cm, h0)]
+
+
+def resets(b, T, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    z = torch.rand(b, T, generator=g) < 0.08
+    z[0, 0] = True
+    return z
+
+
+def outputs_and_grads(fn, inputs, **kw):
+    *args, s0 = inputs
+    y, s = fn(*args, state=s0, **kw)
+    g = torch.Generator().manual_seed(9)
+    loss = (y * torch.randn(y.shape, generator=g, dtype=y.dtype)).sum() + (s * torch.randn(s.shape, generator=g, dtype=s.dtype)).sum()
+    grads = torch.autograd.grad(loss, inputs)
+    return [y, s, *grads]
+
+
+def assert_close(a, b):
+    for x, y in zip(a, b):
+        scale = y.abs().max().clamp(min=1e-12)
+        assert (x - y).abs().max() / scale < REL, float((x - y).abs().max() / scale)
+
+
+def float32(inputs):
+    return [t.detach().float().requires_grad_() for t in inputs]
+
+
+@pytest.mark.parametrize("chunk", [1, 4, 16])
+@pytest.mark.parametrize("with_reset", [False, True])
+def test_rwkv_chunked_equals_sequential(chunk, with_reset):
+    inputs = float32(rwkv_inputs(strong=True))
+    reset = resets(2, 37) if with_reset else None
+    ref = outputs_and_grads(scan.rwkv_sequential, inputs, reset=reset)
+    got = outputs_and_grads(scan.rwkv_chunked, inputs, reset=reset, chunk=chunk)
+    assert_close(got, ref)
+
+
+@pytest.mark.parametrize("chunk", [1, 5, 16])
+@pytest.mark.parametrize("with_reset", [False, True])
+def test_mamba_chunked_equals_sequential(chunk, with_reset):
+    inputs = float32(mamba_inputs())
+    reset = resets(2, 37) if with_reset else None
+    ref = outputs_and_grads(scan.mamba_sequential, inputs, reset=reset)
+    got = outputs_and_grads(scan.mamba_chunked, inputs, reset=reset, chunk=chunk)
+    assert_close(got, ref)
+
+
+def test_step_forms_equal_sequential():
+    r, k, v, logw, u, s = (t.detach() for t in rwkv_inputs())
+    reset = resets(2, 37)
+    y_ref, s_ref = scan.rwkv_sequential(r, k, v, logw, u, s, reset)
+    for t in range(37):
+        y, s = scan.rwkv_step(r[:, t], k[:, t], v[:, t], logw[:, t], u, s, reset[:, t])
+        assert torch.allclose(y, y_ref[:, t], rtol=1e-12, atol=1e-12)
+    assert torch.allclose(s, s_ref)
+    x, dt, A, Bm, Cm, h = (t.detach() for t in mamba_inputs())
+    y_ref, h_ref = scan.mamba_sequential(x, dt, A, Bm, Cm, h, reset)
+    for t in range(37):
+        y, h = scan.mamba_step(x[:, t], dt[:, t], A, Bm[:, t], Cm[:, t], h, reset[:, t])
+        assert torch.allclose(y, y_ref[:, t])
+    assert torch.allclose(h, h_ref)
+
+
+def test_reset_forgets_everything_before():
+    """After a reset at t, outputs from t on do not depend on tokens before t (or on the initial state)."""
+    r, k, v, logw, u, s0 = (t.detach() for t in rwkv_inputs(b=1, T=20))
+    reset = torch.zeros(1, 20, dtype=torch.bool)
+    reset[0, 9] = True
+    y1, _ = scan.rwkv_chunked(r, k, v, logw, u, s0, reset, chunk=4)
+    r2, k2 = r.clone(), k.clone()
+    r2[:, :9], k2[:, :9] = torch.randn_like(r2[:, :9]), torch.randn_like(k2[:, :9])
+    y2, _ = scan.rwkv_chunked(r2, k2, v, logw, u, torch.zeros_like(s0), reset, chunk=4)
+    assert torch.allclose(y1[:, 9:], y2[:, 9:]) and not torch.allclose(y1[:, :9], y2[:, :9])
+
+
+def test_strong_decay_is_finite_in_float32():
+    """Retentions far below the floor (log w = -1e4) and long chunks of them stay finite."""
+    r, k, v, logw, u, s0 = float32(rwkv_inputs(T=40))
+    logw = torch.full_like(logw, -1e4).requires_grad_()
+    y, s = scan.rwkv_chunked(r, k, v, logw, u, s0, chunk=16)
+    (y.sum() + s.sum()).backward()
+    assert torch.isfinite(y).all() and torch.isfinite(r.grad).all()
+    x, dt, A, Bm, Cm, h0 = float32(mamba_inputs(T=40))
+    y, h = scan.mamba_chunked(x, dt * 1e4, A, Bm, Cm, h0, chunk=16)
+    assert torch.isfinite(y).all() and torch.isfinite(h).all()
+
+
+def test_chunk_too_long_is_refused():
+    r, k, v, logw, u, s0 = (t.detach() for t in rwkv_inputs())
+    with pytest.raises(ValueError, match="overflow"):
+        scan.rwkv_chunked(r, k, v, logw, u, s0, chunk=scan.MAX_CHUNK + 1)

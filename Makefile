@@ -26,8 +26,9 @@ demo: install
 	@echo "demo done: run folder out/demo/ (config.json, metrics.jsonl, train.log, best.pt, last.pt);"
 	@echo "           results/demo/ (eval.json, sample.txt, loss_curve.png)"
 
+# one thread per process: the tests use tiny models, where thread hand-offs cost more than they give
 test: install
-	$(PY) -m pytest -q tests
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q tests
 
 bench: install
-	$(PY) scripts/bench_char.py
+	for b in scripts/bench_*.py; do $(PY) $$b || exit 1; done

@@ -16,8 +16,9 @@ optional:
     after_backward(model, step)   look at gradients (after AMP unscaling, before clipping), e.g.
                                   to accumulate per-component gradient norms for monitors
     on_eval(model, step, log, state)  extra reporting at each eval (a text sample, monitors);
-                                  `state` holds best, best_step, n_plateaus, lr_scale, max_steps,
-                                  train_loss; a returned non-empty string stops the run (reason)
+                                  `state` holds this eval's metrics, best, best_step, n_plateaus,
+                                  lr_scale, max_steps, train_loss; a returned non-empty string
+                                  stops the run (the reason)
     lr_mults                      {param-name prefix: LR multiplier}
 """
 import json
@@ -271,7 +272,7 @@ class Trainer:
                   steps_per_s=rate, elapsed_s=elapsed)
         stop = None
         if hasattr(self.task, "on_eval"):
-            state = {"best": self.best, "best_step": self.best_step, "n_plateaus": self.n_plateaus,
+            state = {"metrics": metrics, "best": self.best, "best_step": self.best_step, "n_plateaus": self.n_plateaus,
                      "lr_scale": self.lr_scale, "max_steps": a.max_steps, "train_loss": self.last_train_loss}
             stop = self.task.on_eval(self.model, self.step, self.log, state) or None
         report = self.hooks.report()

@@ -19,7 +19,8 @@ class CausalSelfAttention(nn.Module):
         self.resid_drop = nn.Dropout(dropout)
 
     def forward(self, x, attn_mask=None):
-        """attn_mask: None for plain causal attention, else a (T, T) bool mask, True = may attend."""
+        """attn_mask: None for plain causal attention, else a bool mask broadcastable to
+        (B, nh, T, T), e.g. (T, T) or (B, 1, T, T); True = may attend."""
         B, T, C = x.shape
         q, k, v = self.qkv(x).split(C, dim=2)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)

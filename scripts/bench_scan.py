@@ -6,7 +6,9 @@
 (a) forward+backward time of each recurrence (seqlab.scan) at T=256, d=256, batch 8:
     RWKV with 4 heads of 64 (state 64x64 per head), Mamba with 256 channels and N=16;
     the sequential reference (a loop over time, vectorised over everything else) against the
-    chunked form, best of --repeats interleaved runs; the max |difference| of the outputs.
+    chunked form (the default: hand-written backward; RWKV chunks of 16, Mamba blocks of 8),
+    best of --repeats interleaved runs; the max |difference| of the outputs. The earlier
+    autograd-recorded chunked forms (*_chunked_autograd) are timed too, for reference.
 (b) training tokens/s (forward+backward+AdamW step) of the default hybrid (12 x 256,
     RMRMRMARMRMR) against the attention-only model of equal width and depth (AAAAAAAAAAAA),
     context 256, batch 8.
@@ -91,14 +93,15 @@ def train_tokens_per_s(layout, steps, context=256, batch=8):
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--repeats", type=int, default=4)
+    p.add_argument("--repeats", type=int, default=6)
     p.add_argument("--model-steps", type=int, default=2, help="timed training steps per model in (b)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     g = torch.Generator().manual_seed(0)
     res = {"device": "cpu", "threads": args.threads, "torch": str(torch.__version__),
            "time_basis": "CPU seconds of this process (time.process_time); wall times alongside",
-           "shape": {"batch": B, "T": T, "d": D, "rwkv_heads": 4, "mamba_d_state": 16, "chunk": 16}}
+           "shape": {"batch": B, "T": T, "d": D, "rwkv_heads": 4, "mamba_d_state": 16, "chunk": 16,
+                     "mamba_block": 8}}
     ri, mi = rwkv_inputs(g), mamba_inputs(g)
     rs, rc, rd = compare("RWKV ", scan.rwkv_sequential, scan.rwkv_chunked, ri, args.repeats)
     ms, mc, md = compare("Mamba", scan.mamba_sequential, scan.mamba_chunked, mi, args.repeats)
@@ -106,6 +109,10 @@ def main():
                rwkv_wall_ms=[rs[1] * 1e3, rc[1] * 1e3], rwkv_max_diff=rd,
                mamba_sequential_cpu_ms=ms[0] * 1e3, mamba_chunked_cpu_ms=mc[0] * 1e3, mamba_speedup=ms[0] / mc[0],
                mamba_wall_ms=[ms[1] * 1e3, mc[1] * 1e3], mamba_max_diff=md)
+    for name, fn, inputs in (("rwkv", scan.rwkv_chunked_autograd, ri), ("mamba", scan.mamba_chunked_autograd, mi)):
+        res[f"{name}_chunked_autograd_cpu_ms"] = min(fwd_bwd_seconds(fn, inputs)[0] for _ in range(2)) * 1e3
+    print(f"    autograd-recorded chunked forms (before the hand-written backward): RWKV "
+          f"{res['rwkv_chunked_autograd_cpu_ms']:.1f} ms, Mamba {res['mamba_chunked_autograd_cpu_ms']:.1f} ms CPU")
 
     hyb, n_hyb = train_tokens_per_s(DEFAULT_LAYOUT, args.model_steps)
     att, n_att = train_tokens_per_s("A" * 12, args.model_steps)

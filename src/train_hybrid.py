@@ -36,7 +36,7 @@ def build_parser():
     g.add_argument("--pos-emb", action="store_true", help="learned chunk-relative positions (use for attention-only layouts)")
     g.add_argument("--scan-chunk", type=cli.positive_int, default=16, help=f"chunk of the parallel scans (<= {MAX_CHUNK})")
     g.add_argument("--scan", choices=["auto", "chunked", "sequential"], default="auto",
-                   help="scan form: auto = chunked RWKV, Mamba chunked on GPU / sequential on CPU (faster there)")
+                   help="scan form: auto = chunked (the fast exact forms), chunked, or sequential (the reference)")
     g = p.add_argument_group("hybrid training")
     g.add_argument("--recurrent-lr-mult", type=cli.positive_float, default=1.0, help="LR multiplier of decay/dt/A parameters")
     g.add_argument("--doc-sep", default="", help="separator string; the token after each occurrence resets every state")

@@ -117,3 +117,83 @@ def test_chunk_too_long_is_refused():
     r, k, v, logw, u, s0 = (t.detach() for t in rwkv_inputs())
     with pytest.raises(ValueError, match="overflow"):
         scan.rwkv_chunked(r, k, v, logw, u, s0, chunk=scan.MAX_CHUNK + 1)
+
+
+# ---- the alternative chunked forms kept beside the defaults (same checks) ---------------------
+
+@pytest.mark.parametrize("chunk", [1, 5, 16])
+@pytest.mark.parametrize("with_reset", [False, True])
+def test_rwkv_chunked_autograd_equals_sequential(chunk, with_reset):
+    inputs = float32(rwkv_inputs(strong=True))
+    reset = resets(2, 37) if with_reset else None
+    ref = outputs_and_grads(scan.rwkv_sequential, inputs, reset=reset)
+    got = outputs_and_grads(scan.rwkv_chunked_autograd, inputs, reset=reset, chunk=chunk)
+    assert_close(got, ref)
+
+
+def test_rwkv_chunked_without_state_or_reset_and_in_float64():
+    """Default arguments (no initial state), a length shorter than one chunk, and float64 inputs."""
+    r, k, v, logw, u, _ = rwkv_inputs(T=7)
+    y, s = scan.rwkv_chunked(r, k, v, logw, u)
+    y_ref, s_ref = scan.rwkv_sequential(r, k, v, logw, u)
+    assert y.dtype == torch.float64 and torch.allclose(y, y_ref) and torch.allclose(s, s_ref)
+    (y.sum() + s.sum()).backward()
+    assert torch.isfinite(logw.grad).all()
+
+
+@pytest.mark.parametrize("chunk", [1, 5, 16])
+@pytest.mark.parametrize("with_reset", [False, True])
+def test_mamba_chunked_autograd_equals_sequential(chunk, with_reset):
+    inputs = float32(mamba_inputs())
+    reset = resets(2, 37) if with_reset else None
+    ref = outputs_and_grads(scan.mamba_sequential, inputs, reset=reset)
+    got = outputs_and_grads(scan.mamba_chunked_autograd, inputs, reset=reset, chunk=chunk)
+    assert_close(got, ref)
+
+
+@pytest.mark.parametrize("chunk", [2, 8, 64])
+def test_mamba_chunked_other_blocks_strong_decay_and_defaults(chunk):
+    """Block lengths above and below T, strong decays (retention ~0), and no initial state."""
+    x, dt, A, Bm, Cm, _ = float32(mamba_inputs(T=29))
+    dt2 = (dt * 20).detach().requires_grad_()
+    reset = resets(2, 29, seed=3)
+    h0 = torch.zeros(2, 6, 4, requires_grad=True)
+    ref = outputs_and_grads(scan.mamba_sequential, [x, dt2, A, Bm, Cm, h0], reset=reset)
+    got = outputs_and_grads(scan.mamba_chunked, [x, dt2, A, Bm, Cm, h0], reset=reset, chunk=chunk)
+    assert_close(got, ref)
+    y, h = scan.mamba_chunked(x, dt, A, Bm, Cm)
+    y_ref, h_ref = scan.mamba_sequential(x, dt, A, Bm, Cm)
+    assert torch.allclose(y, y_ref, atol=1e-5) and torch.allclose(h, h_ref, atol=1e-5)
+
+
+def test_chunked_forms_take_non_contiguous_inputs():
+    """Inputs that are views of larger tensors (as the models' projections give) and a gradient
+    that is not contiguous (the output is transposed before the loss) give the reference results."""
+    r, k, v, logw, u, s0 = float32(rwkv_inputs(T=21))
+    big = torch.cat([r, k], -1).detach().transpose(1, 2).contiguous().transpose(1, 2).requires_grad_()
+    rr, kk = big[..., :8], big[..., 8:]
+    outs = [scan.rwkv_chunked(rr, kk, v, logw, u, s0, chunk=4)[0].transpose(1, 2),
+            scan.rwkv_sequential(rr, kk, v, logw, u, s0)[0].transpose(1, 2)]
+    grads = [torch.autograd.grad((o * torch.arange(o.numel()).view(o.shape).sin()).sum(), big)[0] for o in outs]
+    assert_close([outs[0], grads[0]], [outs[1], grads[1]])
+    x, dt, A, Bm, Cm, h0 = float32(mamba_inputs(T=21))
+    xb = torch.cat([x, dt], -1).detach().requires_grad_()
+    outs = [scan.mamba_chunked(xb[..., :6], xb[..., 6:], A, Bm, Cm, h0, chunk=4)[0].transpose(1, 2),
+            scan.mamba_sequential(xb[..., :6], xb[..., 6:], A, Bm, Cm, h0)[0].transpose(1, 2)]
+    grads = [torch.autograd.grad((o * torch.arange(o.numel()).view(o.shape).sin()).sum(), xb)[0] for o in outs]
+    assert_close([outs[0], grads[0]], [outs[1], grads[1]])
+
+
+@pytest.mark.parametrize("b,H", [(1, 1), (1, 2), (2, 2)])
+def test_chunked_forms_leave_their_inputs_alone(b, H):
+    """No input is changed in place (with b = 1 the chunk layout can be a view of the input)."""
+    r, k, v, logw, u, s0 = (t.detach() for t in rwkv_inputs(b=b, T=16, H=H))
+    before = [t.clone() for t in (r, k, v, logw, u, s0)]
+    y, s = scan.rwkv_chunked(r, k, v, logw, u, s0, chunk=4)
+    assert all(torch.equal(t, c) for t, c in zip((r, k, v, logw, u, s0), before))
+    y_ref, s_ref = scan.rwkv_sequential(r, k, v, logw, u, s0)
+    assert torch.allclose(y, y_ref) and torch.allclose(s, s_ref)
+    x, dt, A, Bm, Cm, h0 = (t.detach() for t in mamba_inputs(b=b, T=16))
+    before = [t.clone() for t in (x, dt, A, Bm, Cm, h0)]
+    scan.mamba_chunked(x, dt, A, Bm, Cm, h0, chunk=4)
+    assert all(torch.equal(t, c) for t, c in zip((x, dt, A, Bm, Cm, h0), before))

@@ -42,8 +42,7 @@ class HybridConfig:
     state_norm_groups: int = 0     # StateNorm at each chunk boundary (0: off)
     tie_embeddings: bool = False
     chunk: int = 16                # scan chunk length (seqlab.scan)
-    scan: str = "auto"             # auto (RWKV chunked; Mamba chunked on GPU, sequential on CPU where
-                                   # it is faster) | chunked | sequential (the reference)
+    scan: str = "auto"             # auto = chunked (the fast exact forms) | chunked | sequential (the reference)
     pos_emb: bool = False          # learned chunk-relative positions (the attention-only baseline)
 
 

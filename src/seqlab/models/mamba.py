@@ -82,11 +82,11 @@ class Mamba(nn.Module):
             if u.shape[1] == 1:
                 y, h = scan.mamba_step(xs[:, 0], dt[:, 0], A, Bm[:, 0], Cm[:, 0], h, None if reset is None else reset[:, 0])
                 y = y.unsqueeze(1)
-            elif self.scan_mode == "sequential" or (self.scan_mode == "auto" and u.device.type == "cpu"):
-                # on CPU the loop over time is the faster exact form (results/bench/scan.json)
+            elif self.scan_mode == "sequential":
                 y, h = scan.mamba_sequential(xs, dt, A, Bm, Cm, h, reset)
             else:
-                y, h = scan.mamba_chunked(xs, dt, A, Bm, Cm, h, reset, self.chunk)
+                # blocks of 8 tokens measured fastest on CPU (results/bench/scan.json)
+                y, h = scan.mamba_chunked(xs, dt, A, Bm, Cm, h, reset, min(self.chunk, 8))
         y = y.to(x.dtype)
         y = (y + self.D_skip * x) * F.silu(z)
         return self.out_proj(y), (conv_prev, h)

@@ -7,12 +7,14 @@ every position). The spacing enters centred, Linear(1, C)(s - 1), plus a learned
 input_features "spacing+count" adds a second input channel, c_t = sum_{i<=t} (s_i - 1): how far
 the zeros counted since the window start run ahead of the smooth count (a function of the
 history only, so causality is kept; attention can only approximate such a running sum).
+count_window L > 0 makes it a sum over the last L spacings only (stationary in t).
 References: Bishop 1994 (MDN); the shared pre-LN blocks of seqlab/models/transformer.py.
 """
 from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from seqlab import mixture
 from seqlab.models.transformer import Block, init_weights
@@ -33,6 +35,7 @@ class MDNConfig:
     entropy_reg: float = 0.005  # loss -= entropy_reg * H(mixture weights): keeps components in use
     bias: bool = True
     input_features: str = "spacing"  # spacing | spacing+count (see the module docstring)
+    count_window: int = 0            # spacing+count: sum over the last L spacings (0: since the window start)
 
 
 class SpacingTrunk(nn.Module):
@@ -42,7 +45,7 @@ class SpacingTrunk(nn.Module):
         super().__init__()
         if c.input_features not in INPUT_FEATURES:
             raise ValueError(f"input_features must be one of {INPUT_FEATURES}, got {c.input_features!r}")
-        self.count = c.input_features == "spacing+count"
+        self.count, self.count_window = c.input_features == "spacing+count", c.count_window
         self.inp = nn.Linear(2 if self.count else 1, c.n_embd)
         self.pos = nn.Embedding(c.context, c.n_embd)
         self.drop = nn.Dropout(c.dropout)
@@ -57,7 +60,10 @@ class SpacingTrunk(nn.Module):
             raise ValueError(f"{T} input spacings exceed the model context {self.context}")
         d = (x - 1.0).unsqueeze(-1)                                           # (B, T, 1)
         if self.count:
-            d = torch.cat([d, d.cumsum(1)], dim=-1)                           # (B, T, 2)
+            c = d.cumsum(1)
+            if self.count_window:  # c_t - c_{t-L}: the last L spacings only
+                c = c - F.pad(c, (0, 0, self.count_window, 0))[:, :T]
+            d = torch.cat([d, c], dim=-1)                                     # (B, T, 2)
         return self.inp(d) + self.pos(torch.arange(T, device=x.device))
 
     def run(self, h, attn_mask=None):

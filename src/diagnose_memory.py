@@ -1,0 +1,18 @@
+"""A-K diagnostics of a PREFIX memory checkpoint (E1/E2): the letters that apply to slots that
+cannot see the data (D, I, J are N/A: no readout, nothing to attend to, no slot-ID table).
+
+    python src/diagnose_memory.py --ckpt checkpoints/E1_prefix_best.pt --data-dir data/continuous_2M \
+        --output-dir results/E1_prefix
+
+Definitions: src/seqlab/memory_diagnostics.py. Appends one JSON row to
+<output-dir>/prefix_diagnostics.jsonl and writes prefix_diagnostics.png.
+"""
+from seqlab import cli, memory_diagnostics
+
+
+def main(argv=None):
+    return memory_diagnostics.cli_main(argv, "mdn_prefix", "prefix_diagnostics", __doc__)
+
+
+if __name__ == "__main__":
+    cli.run(main)

@@ -1,0 +1,18 @@
+"""A-K diagnostics of a POSTFIX memory checkpoint (E3-E5), PASS/WARN against the user's targets.
+
+    python src/diagnose_memory_postfix.py --ckpt checkpoints/E5_best.pt --data-dir data/continuous_2M \
+        --output-dir results/E5
+
+Definitions of A-K: src/seqlab/memory_diagnostics.py. Deterministic given --seed (eval mode,
+the checkpoint's evaluation slot IDs, seeded rollouts and bootstrap). Appends one JSON row to
+<output-dir>/postfix_diagnostics.jsonl and writes postfix_diagnostics.png (one panel per letter).
+"""
+from seqlab import cli, memory_diagnostics
+
+
+def main(argv=None):
+    return memory_diagnostics.cli_main(argv, "mdn_postfix", "postfix_diagnostics", __doc__)
+
+
+if __name__ == "__main__":
+    cli.run(main)

@@ -40,3 +40,22 @@ def test_two_ranks_equal_one_process_with_global_batch(text_dir, tmp_path, train
                     "--eval-every", "4", "--device", "cpu", "--resume")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert sorted(losses(tmp_path / "ddp")) == list(range(1, 17))
+
+
+def test_postfix_mdn_under_torchrun_equals_one_process(tmp_path):
+    """The memory family too: unused aux parameters, the stream sampler's rank slices."""
+    import train_mdn_postfix
+    from test_mdn_models import make_dataset
+    data = make_dataset(tmp_path / "ar", n=24 * 65, seq_len=65)
+    flags = ["--data-dir", str(data), "--context", "32", "--n-layer", "1", "--n-head", "2", "--n-embd", "16",
+             "--n-components", "2", "--n-memory-slots", "2", "--max-steps", "6", "--eval-every", "3", "--log-every", "1",
+             "--seed", "3", "--warmup", "0", "--device", "cpu"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29537",
+           str(ROOT / "src/train_mdn_postfix.py"), *flags, "--out-dir", str(tmp_path / "ddp"), "--batch-size", "4"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    train_mdn_postfix.main(flags + ["--out-dir", str(tmp_path / "single"), "--batch-size", "8"])
+    a, b = losses(tmp_path / "single"), losses(tmp_path / "ddp")
+    assert sorted(a) == sorted(b) == list(range(1, 7))
+    assert max(abs(a[s] - b[s]) for s in a) < 1e-5

@@ -6,7 +6,7 @@ the 7,035 stored rows). Validation scores the val split's windows, deterministic
 """
 import torch
 
-from seqlab import cli, engine, mdn_eval, spacing_data
+from seqlab import cli, distributed, engine, mdn_eval, spacing_data
 from seqlab.errors import UserError
 
 FAMILIES = ("mdn", "mdn_prefix", "mdn_postfix")
@@ -25,11 +25,13 @@ class StreamSampler:
     """Batches of `length` consecutive values at random offsets of a 1-D stream.
 
     Batch i's offsets come from a generator seeded with (seed, i), so the only state is the
-    number of batches served and resume is exact.
+    number of batches served and resume is exact. Under torchrun every rank draws the same
+    global batch of batch_size x world offsets and keeps its own slice.
     """
 
-    def __init__(self, stream, length, batch_size, seed):
+    def __init__(self, stream, length, batch_size, seed, rank=0, world=1):
         self.stream, self.length, self.batch_size, self.seed = stream, length, batch_size, seed
+        self.rank, self.world = rank, world
         self.n_starts = len(stream) - length + 1
         if self.n_starts < 1:
             raise UserError(f"train split has {len(stream)} spacings, fewer than a window of {length}; "
@@ -39,7 +41,8 @@ class StreamSampler:
 
     def next_batch(self):
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.served)
-        starts = torch.randint(0, self.n_starts, (self.batch_size,), generator=g)
+        starts = torch.randint(0, self.n_starts, (self.batch_size * self.world,), generator=g)
+        starts = starts[self.rank * self.batch_size:(self.rank + 1) * self.batch_size]
         self.served += 1
         w = self.stream[starts[:, None] + self.offsets]   # (B, T+1)
         return w[:, :-1], w[:, 1:]                        # inputs s_0..s_{T-1}, next values s_1..s_T
@@ -61,7 +64,10 @@ class MDNTask:
         train = spacing_data.load_split(data_dir, "train")
         val = spacing_data.load_split(data_dir, "val")
         self.stream = train.flatten()  # stored rows are consecutive chunks of one sequence
-        self.sampler = StreamSampler(self.stream, context + 1, batch_size, seed)
+        self.sampler = StreamSampler(self.stream, context + 1, batch_size, seed, *distributed.env_rank_world())
+        # memory models have parameters a configuration may leave unused (e.g. aux heads without
+        # --use-aux-loss); DistributedDataParallel must be told
+        self.find_unused_parameters = family != "mdn"
         self.val_stride = val_stride or context + 1
         self.val = mdn_eval.windows(val, context + 1, self.val_stride)
         self.eval_batch_size = eval_batch_size
@@ -84,7 +90,8 @@ class MDNTask:
     def loss(self, model, batch):
         dev = next(model.parameters()).device
         x, y = (t.to(dev, non_blocking=True) for t in batch)
-        core = getattr(model, "_orig_mod", model)  # under --compile, run the compiled forward inside the loss
+        core = getattr(model, "module", model)       # under torchrun: the model inside DDP
+        core = getattr(core, "_orig_mod", core)      # under --compile, run the compiled forward inside the loss
         loss, self.last_parts = core.loss(x, y, step=self.sampler.served - 1, forward=model)
         return loss
 

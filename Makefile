@@ -16,12 +16,12 @@ $(VENV)/.installed: requirements.txt
 
 install: $(VENV)/.installed
 
-# Embedded corpus -> ~2.5 min of CPU training -> eval + sample + loss curve in results/demo/.
+# Embedded corpus -> ~2.5 min of CPU training (2 cores) -> eval + sample + loss curve in results/demo/.
 demo: install
 	$(PY) scripts/prepare_text.py --out-dir data/pydoc --overwrite
 	$(PY) src/train_char.py --data-dir data/pydoc --out-dir out/demo --overwrite \
 		--n-layer 4 --n-head 4 --n-embd 128 --context 128 --batch-size 16 --dropout 0.0 \
-		--lr 1e-3 --schedule cosine --warmup 100 --min-lr 1e-4 --max-steps 1500 --eval-every 250
+		--lr 1e-3 --schedule cosine --warmup 100 --min-lr 1e-4 --max-steps 1000 --eval-every 200
 	$(PY) src/eval_char.py --ckpt out/demo/best.pt --output-dir results/demo --max-new-tokens 400
 	@echo "demo done: run folder out/demo/ (config.json, metrics.jsonl, train.log, best.pt, last.pt);"
 	@echo "           results/demo/ (eval.json, sample.txt, loss_curve.png)"

@@ -93,9 +93,9 @@ def main(argv=None):
         (out / "sample.txt").write_text(args.prompt + text + "\n")
         plot_persistence(persist, passkey, out / "persistence.png")
         written = [out / "eval.json", out / "sample.txt", out / "persistence.png"]
-        metrics_file = Path(args.ckpt).parent / "metrics.jsonl"
-        if metrics_file.is_file() and plots.loss_curve(metrics_file, out / "loss_curve.png", "val_loss"):
-            written.append(out / "loss_curve.png")
+        curve = plots.run_loss_curve(args.ckpt, out)
+        if curve:
+            written.append(curve)
         print("wrote " + ", ".join(map(str, written)))
     return row
 

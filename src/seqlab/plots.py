@@ -32,3 +32,12 @@ def loss_curve(metrics_path, png_path, metric="val_loss"):
     fig.savefig(png_path)
     plt.close(fig)
     return png_path
+
+
+def run_loss_curve(ckpt_path, out_dir, metric="val_loss"):
+    """The loss curve of the run folder a checkpoint sits in, drawn into out_dir (None if the
+    checkpoint is not in a run folder, e.g. a promoted copy in checkpoints/)."""
+    metrics_file = Path(ckpt_path).parent / "metrics.jsonl"
+    if not metrics_file.is_file():
+        return None
+    return loss_curve(metrics_file, Path(out_dir) / "loss_curve.png", metric)

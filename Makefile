@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 # torch (seen through --system-site-packages) is never replaced.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: install demo test bench clean-demo
+.PHONY: install demo demo-mdn test bench
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv --system-site-packages $(VENV)
@@ -27,6 +27,13 @@ demo: install
 	@echo "           results/demo/ (eval.json, sample.txt, loss_curve.png)"
 
 # one thread per process: the tests use tiny models, where thread hand-offs cost more than they give
+# Family 2 in miniature: 200k zeta zeros computed here -> a small SpacingMDN -> eval with baselines.
+demo-mdn: install
+	$(PY) scripts/prepare_continuous_2M.py --n-zeros 200000 --out-dir data/demo_zeta --overwrite --no-report
+	OMP_NUM_THREADS=1 $(PY) src/train_mdn.py --data-dir data/demo_zeta --out-dir out/demo_mdn --overwrite --preset cpu \
+		--input-features spacing+count --count-window 32 --max-steps 400 --eval-every 100 --warmup 50
+	$(PY) src/eval_mdn.py --ckpt out/demo_mdn/best.pt --output-dir results/demo_mdn --rollout-windows 8
+
 test: install
 	OMP_NUM_THREADS=1 $(PY) -m pytest -q tests
 

@@ -37,6 +37,10 @@ def build_parser():
     g.add_argument("--scan-chunk", type=cli.positive_int, default=16, help=f"chunk of the parallel scans (<= {MAX_CHUNK})")
     g.add_argument("--scan", choices=["auto", "chunked", "sequential"], default="auto",
                    help="scan form: auto = chunked (the fast exact forms), chunked, or sequential (the reference)")
+    g.add_argument("--kernels", choices=["torch", "auto"], default="torch",
+                   help="recurrence backend: torch = the pure-PyTorch scans (--scan); auto uses fla (RWKV) / mamba_ssm "
+                        "(Mamba) on CUDA when importable, for chunks without a reset, and falls back to the "
+                        "pure-PyTorch scans otherwise")
     g = p.add_argument_group("hybrid training")
     g.add_argument("--recurrent-lr-mult", type=cli.positive_float, default=1.0, help="LR multiplier of decay/dt/A parameters")
     g.add_argument("--doc-sep", default="", help="separator string; the token after each occurrence resets every state")
@@ -67,6 +71,7 @@ def main(argv=None):
     resume = engine.begin(args, FAMILY)
     if resume:
         config = HybridConfig(**resume["model_config"])
+        config.kernels = args.kernels         # may change on resume (engine.RESUME_MUTABLE): same maths
     else:
         layout = args.layout or default_layout(args.n_layer)
         err = check_layout(layout, args.n_layer) if args.layout else None
@@ -82,7 +87,7 @@ def main(argv=None):
                               layout=layout, d_state=args.d_state, alpha=args.alpha, learnable_alpha=args.learnable_alpha,
                               gamma_init=args.gamma_init, state_norm_groups=args.state_norm_groups,
                               tie_embeddings=args.tie_embeddings, chunk=args.scan_chunk, scan=args.scan,
-                              pos_emb=args.pos_emb)
+                              kernels=args.kernels, pos_emb=args.pos_emb)
     task = HybridTask(args.data_dir, config.context, args.batch_size, args.seed, args.doc_sep, args.passkey_mix,
                       args.eval_chunks, {"stop_on_red_flags": args.stop_on_red_flags}, args.prompt, args.sample_tokens)
     model = HybridLM(config)

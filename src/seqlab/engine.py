@@ -13,6 +13,7 @@ A task is any object with:
     state_dict() / load_state_dict(state)     data position, for exact resume
     describe()                dict describing the data, for config.json
 optional:
+    on_start(model, device, log)  extra lines at the start of the run (e.g. which kernels run)
     after_backward(model, step)   look at gradients (after AMP unscaling, before clipping), e.g.
                                   to accumulate per-component gradient norms for monitors
     on_eval(model, step, log, state)  extra reporting at each eval (a text sample, monitors);
@@ -71,7 +72,7 @@ def begin(args, family):
 
 # Flags a resumed run may change; any other flag given with a different value is refused.
 RESUME_MUTABLE = {"max_steps", "eval_every", "log_every", "early_stop", "patience", "plateau_patience",
-                  "plateau_lr_factor", "hooks", "data_dir"}
+                  "plateau_lr_factor", "hooks", "data_dir", "kernels"}
 
 
 def adopt_run_flags(args, saved):
@@ -177,6 +178,8 @@ class Trainer:
                  f"config_hash: {self.manifest['config_hash']} | git: {str(self.manifest['git_commit'])[:10]}"
                  f"{' (dirty)' if self.manifest.get('git_dirty') else ''}")
         log.line("Config: " + json.dumps({k: v for k, v in self.config.items() if k != "manifest"}, default=str))
+        if hasattr(self.task, "on_start"):
+            self.task.on_start(self.model, self.dev, log)
         log.event("start", step=self.step, device=self.dev_name, device_memory_gib=self.dev_mem,
                   batch_size=a.batch_size, world_size=world, global_batch_size=a.batch_size * world,
                   n_params=n_params, amp=self.amp_dtype)

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from seqlab import monitors, text_data, tokenizer
+from seqlab import kernels, monitors, text_data, tokenizer
 from seqlab.errors import UserError
 from seqlab.models.hybrid import detach_state
 
@@ -124,6 +124,9 @@ class HybridTask:
         metrics = evaluate_stream(model, self.val, self.batch_size, self.context, self.eval_chunks, self.doc_sep)
         self.last_val = metrics["val_loss"]       # the monitors' overfit rule reads it in on_eval
         return metrics
+
+    def on_start(self, model, device, log):
+        log.line(kernels.describe(model.config.kernels, device))
 
     def after_backward(self, model, step):
         self.monitor.accumulate_grads(model)

@@ -11,6 +11,8 @@ stream can be fed chunk by chunk (state handoff); a chunk of one token is the st
 Attention layers are chunk-local: they see the tokens since the current chunk of `context`
 tokens began (in step mode the cache empties every `context` tokens), the same in both modes.
 `reset` (B, T) bool marks document starts: every state is cleared before such a token.
+With kernels "auto" on CUDA, chunks without a reset run the recurrences through fused kernels
+(seqlab.kernels: fla, mamba_ssm, when importable); everything else runs seqlab.scan.
 """
 import math
 from dataclasses import dataclass
@@ -19,6 +21,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from seqlab import kernels
 from seqlab.models.mamba import MambaBlock
 from seqlab.models.rwkv import RWKVBlock
 from seqlab.models.transformer import Block
@@ -43,6 +46,7 @@ class HybridConfig:
     tie_embeddings: bool = False
     chunk: int = 16                # scan chunk length (seqlab.scan)
     scan: str = "auto"             # auto = chunked (the fast exact forms) | chunked | sequential (the reference)
+    kernels: str = "torch"         # torch | auto = fla / mamba_ssm on CUDA when importable (seqlab.kernels)
     pos_emb: bool = False          # learned chunk-relative positions (the attention-only baseline)
 
 
@@ -91,8 +95,8 @@ class ParallelLayer(nn.Module):
 
     def __init__(self, c):
         super().__init__()
-        self.r = RWKVBlock(c.n_embd, c.n_head, c.gamma_init, c.chunk, c.scan)
-        self.m = MambaBlock(c.n_embd, c.gamma_init, c.d_state, c.chunk, c.scan)
+        self.r = RWKVBlock(c.n_embd, c.n_head, c.gamma_init, c.chunk, c.scan, c.kernels)
+        self.m = MambaBlock(c.n_embd, c.gamma_init, c.d_state, c.chunk, c.scan, c.kernels)
         logit = math.log(c.alpha / (1 - c.alpha))
         if c.learnable_alpha:
             self.alpha_logit = nn.Parameter(torch.tensor(logit))
@@ -125,14 +129,16 @@ class HybridLM(nn.Module):
         err = check_layout(c.layout, c.n_layer)
         if err:
             raise ValueError(err)
+        if c.kernels not in kernels.KINDS:
+            raise ValueError(f"kernels {c.kernels!r}: use one of {', '.join(kernels.KINDS)}")
         self.tok_emb = nn.Embedding(c.vocab_size, c.n_embd)
         self.pos_emb = nn.Embedding(c.context, c.n_embd) if c.pos_emb else None
         layers = []
         for kind in c.layout:
             if kind == "R":
-                layers.append(RWKVBlock(c.n_embd, c.n_head, c.gamma_init, c.chunk, c.scan))
+                layers.append(RWKVBlock(c.n_embd, c.n_head, c.gamma_init, c.chunk, c.scan, c.kernels))
             elif kind == "M":
-                layers.append(MambaBlock(c.n_embd, c.gamma_init, c.d_state, c.chunk, c.scan))
+                layers.append(MambaBlock(c.n_embd, c.gamma_init, c.d_state, c.chunk, c.scan, c.kernels))
             elif kind == "A":
                 layers.append(AttentionLayer(c.n_embd, c.n_head, c.gamma_init))
             else:
@@ -176,6 +182,8 @@ class HybridLM(nn.Module):
         pos = state["pos"]
         if pos + T > c.context:
             raise ValueError(f"{T} tokens at chunk position {pos} cross the chunk of {c.context} tokens")
+        if reset is not None and set(kernels.resolve(c.kernels, idx.device).values()) != {"torch"} and not reset.any():
+            reset = None          # no document start: the fused kernels may run (one check here, none per layer)
         x = self.tok_emb(idx)
         if self.pos_emb is not None:
             x = x + self.pos_emb(torch.arange(pos, pos + T, device=idx.device))

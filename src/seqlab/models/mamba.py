@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from seqlab import scan
+from seqlab import kernels, scan
 
 CONV = 4
 DT_RANGE = (0.001, 0.1)
@@ -44,11 +44,11 @@ def causal_conv(x, prev, weight, bias, reset):
 
 
 class Mamba(nn.Module):
-    def __init__(self, n_embd, d_state=16, expand=2, chunk=16, scan_mode="auto"):
+    def __init__(self, n_embd, d_state=16, expand=2, chunk=16, scan_mode="auto", kernels="torch"):
         super().__init__()
         C, D = n_embd, expand * n_embd
         self.D, self.N, self.R = D, d_state, math.ceil(C / 16)
-        self.chunk, self.scan_mode = chunk, scan_mode
+        self.chunk, self.scan_mode, self.kernels = chunk, scan_mode, kernels
         self.in_proj = nn.Linear(C, 2 * D, bias=False)
         self.conv_weight = nn.Parameter(torch.empty(D, CONV).uniform_(-1 / CONV ** 0.5, 1 / CONV ** 0.5))
         self.conv_bias = nn.Parameter(torch.zeros(D))
@@ -82,6 +82,8 @@ class Mamba(nn.Module):
             if u.shape[1] == 1:
                 y, h = scan.mamba_step(xs[:, 0], dt[:, 0], A, Bm[:, 0], Cm[:, 0], h, None if reset is None else reset[:, 0])
                 y = y.unsqueeze(1)
+            elif reset is None and kernels.resolve(self.kernels, u.device)["mamba"] == "mamba_ssm":
+                y, h = kernels.mamba_selective_scan(xs, dt, A, Bm, Cm, h)
             elif self.scan_mode == "sequential":
                 y, h = scan.mamba_sequential(xs, dt, A, Bm, Cm, h, reset)
             else:
@@ -96,10 +98,10 @@ class MambaBlock(nn.Module):
     """Pre-LN Mamba layer: x + gamma * Mamba(ln x)."""
     kind = "M"
 
-    def __init__(self, n_embd, gamma_init=0.01, d_state=16, chunk=16, scan_mode="auto"):
+    def __init__(self, n_embd, gamma_init=0.01, d_state=16, chunk=16, scan_mode="auto", kernels="torch"):
         super().__init__()
         self.ln = nn.LayerNorm(n_embd)
-        self.mixer = Mamba(n_embd, d_state, chunk=chunk, scan_mode=scan_mode)
+        self.mixer = Mamba(n_embd, d_state, chunk=chunk, scan_mode=scan_mode, kernels=kernels)
         self.gamma = nn.Parameter(torch.full((n_embd,), float(gamma_init)))
 
     def init_state(self, B, device, dtype=torch.float32):

@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from seqlab import scan
+from seqlab import kernels, scan
 
 # Initial retention per token of the decay channels, spread log-uniformly in -log w from
 # short memory (half-life 1 token) to long memory (half-life ~700 tokens); see init_decay().
@@ -37,12 +37,12 @@ def init_decay(n):
 
 
 class TimeMix(nn.Module):
-    def __init__(self, n_embd, n_head, decay_rank=32, chunk=16, scan_mode="auto"):
+    def __init__(self, n_embd, n_head, decay_rank=32, chunk=16, scan_mode="auto", kernels="torch"):
         super().__init__()
         C, H = n_embd, n_head
         if C % H:
             raise ValueError(f"n_embd {C} is not divisible by n_head {H}")
-        self.H, self.K, self.chunk, self.scan_mode = H, C // H, chunk, scan_mode
+        self.H, self.K, self.chunk, self.scan_mode, self.kernels = H, C // H, chunk, scan_mode, kernels
         self.mu = nn.Parameter(torch.full((5, C), 0.5))      # r, k, v, w, g
         self.receptance = nn.Linear(C, C, bias=False)
         self.key = nn.Linear(C, C, bias=False)
@@ -77,6 +77,8 @@ class TimeMix(nn.Module):
                 y, S = scan.rwkv_step(r[:, 0], k[:, 0], v[:, 0], logw[:, 0], self.bonus.float(), S,
                                       None if reset is None else reset[:, 0])
                 y = y.unsqueeze(1)
+            elif reset is None and kernels.resolve(self.kernels, x.device)["rwkv"] == "fla":
+                y, S = kernels.rwkv_fla(r, k, v, logw, self.bonus.float(), S)
             elif self.scan_mode == "sequential":
                 y, S = scan.rwkv_sequential(r, k, v, logw, self.bonus.float(), S, reset)
             else:
@@ -105,10 +107,10 @@ class RWKVBlock(nn.Module):
     """Pre-LN RWKV layer: x + g1 * TimeMix(ln1 x), then + g2 * ChannelMix(ln2 x) (g = layer scale)."""
     kind = "R"
 
-    def __init__(self, n_embd, n_head, gamma_init=0.01, chunk=16, scan_mode="auto"):
+    def __init__(self, n_embd, n_head, gamma_init=0.01, chunk=16, scan_mode="auto", kernels="torch"):
         super().__init__()
         self.ln1, self.ln2 = nn.LayerNorm(n_embd), nn.LayerNorm(n_embd)
-        self.att = TimeMix(n_embd, n_head, chunk=chunk, scan_mode=scan_mode)
+        self.att = TimeMix(n_embd, n_head, chunk=chunk, scan_mode=scan_mode, kernels=kernels)
         self.ffn = ChannelMix(n_embd, int(3.5 * n_embd))
         self.gamma = nn.Parameter(torch.full((2, n_embd), float(gamma_init)))
 

@@ -1,7 +1,7 @@
 """Benchmark of family 3's recurrences and models, reference measured in the same run.
 
-    python scripts/bench_scan.py              # under 2 minutes on 2 CPU cores
-    python scripts/bench_scan.py --threads 2  # torch intra-op threads (default 1: the CPU is shared)
+    python scripts/bench_scan.py              # under 2 minutes on 2 CPU cores, all cores (torch's default)
+    python scripts/bench_scan.py --threads 1  # one core (both forms get the same threads)
 
 (a) forward+backward time of each recurrence (seqlab.scan) at T=256, d=256, batch 8:
     RWKV with 4 heads of 64 (state 64x64 per head), Mamba with 256 channels and N=16;
@@ -12,9 +12,11 @@
 (b) training tokens/s (forward+backward+AdamW step) of the default hybrid (12 x 256,
     RMRMRMARMRMR) against the attention-only model of equal width and depth (AAAAAAAAAAAA),
     context 256, batch 8.
-Times are CPU seconds of this process (time.process_time), which on a machine shared with
-other jobs measure the work done rather than the waiting; wall times are recorded too.
-With --threads 1 CPU time and wall time agree on an idle machine.
+Both forms always run with the same number of torch threads (--threads, default torch's own
+choice: all cores). With one thread the times are CPU seconds of this process
+(time.process_time), which on a machine shared with other jobs measure the work done rather than
+the waiting; with more threads CPU seconds add up over threads, so the times are wall seconds
+(then run it on an idle machine). Both clocks are recorded.
 Figures go to results/bench/scan.json; the last line printed is a one-line summary.
 """
 import argparse
@@ -32,6 +34,7 @@ from seqlab import scan  # noqa: E402
 from seqlab.models.hybrid import DEFAULT_LAYOUT, HybridConfig, HybridLM  # noqa: E402
 
 B, T, D = 8, 256, 256
+CLOCKS = ("CPU", "wall")
 
 
 def rwkv_inputs(g):
@@ -60,20 +63,21 @@ def fwd_bwd_seconds(fn, inputs):
     return time.process_time() - c0, time.perf_counter() - w0
 
 
-def compare(name, seq, chunked, inputs, repeats):
+def compare(name, seq, chunked, inputs, repeats, clock):
     with torch.no_grad():
         diff = float((seq(*inputs)[0] - chunked(*inputs)[0]).abs().max())
     seq_t, chk_t = [], []
     for _ in range(repeats):          # interleaved, so machine noise hits both alike
         seq_t.append(fwd_bwd_seconds(seq, inputs))
         chk_t.append(fwd_bwd_seconds(chunked, inputs))
-    t_seq, t_chk = min(seq_t), min(chk_t)   # best CPU time (and its wall time)
-    print(f"(a) {name}: sequential {t_seq[0] * 1e3:.1f} ms, chunked {t_chk[0] * 1e3:.1f} ms CPU fwd+bwd -> "
-          f"{t_seq[0] / t_chk[0]:.2f}x (wall {t_seq[1] * 1e3:.0f} vs {t_chk[1] * 1e3:.0f} ms); max |diff| {diff:.2e}")
+    best = lambda ts: min(ts, key=lambda t: t[clock])   # noqa: E731  best run on the chosen clock
+    t_seq, t_chk = best(seq_t), best(chk_t)
+    print(f"(a) {name}: sequential {t_seq[clock] * 1e3:.1f} ms, chunked {t_chk[clock] * 1e3:.1f} ms "
+          f"{CLOCKS[clock]} fwd+bwd -> {t_seq[clock] / t_chk[clock]:.2f}x; max |diff| {diff:.2e}")
     return t_seq, t_chk, diff
 
 
-def train_tokens_per_s(layout, steps, context=256, batch=8):
+def train_tokens_per_s(layout, steps, clock, context=256, batch=8):
     torch.manual_seed(0)
     cfg = HybridConfig(context=context, layout=layout, pos_emb=set(layout) == {"A"})
     model = HybridLM(cfg)
@@ -81,49 +85,54 @@ def train_tokens_per_s(layout, steps, context=256, batch=8):
     x = torch.randint(0, cfg.vocab_size, (batch, context))
     times = []
     for i in range(steps + 1):        # the first step warms up allocators
-        t0 = time.process_time()
+        t0 = (time.process_time, time.perf_counter)[clock]()
         loss = model(x, targets=x)[2]
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
-        times.append(time.process_time() - t0)
+        times.append((time.process_time, time.perf_counter)[clock]() - t0)
     return batch * context / min(times[1:]), sum(p.numel() for p in model.parameters())
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch threads (default: all cores)")
     p.add_argument("--repeats", type=int, default=6)
     p.add_argument("--model-steps", type=int, default=2, help="timed training steps per model in (b)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
+    clock = 0 if args.threads == 1 else 1
     g = torch.Generator().manual_seed(0)
     res = {"device": "cpu", "threads": args.threads, "torch": str(torch.__version__),
-           "time_basis": "CPU seconds of this process (time.process_time); wall times alongside",
+           "time_basis": ("CPU seconds of this process (time.process_time)" if clock == 0 else
+                          "wall seconds (time.perf_counter); more than one thread") + "; *_ms_cpu_wall give both",
            "shape": {"batch": B, "T": T, "d": D, "rwkv_heads": 4, "mamba_d_state": 16, "chunk": 16,
                      "mamba_block": 8}}
     ri, mi = rwkv_inputs(g), mamba_inputs(g)
-    rs, rc, rd = compare("RWKV ", scan.rwkv_sequential, scan.rwkv_chunked, ri, args.repeats)
-    ms, mc, md = compare("Mamba", scan.mamba_sequential, scan.mamba_chunked, mi, args.repeats)
-    res.update(rwkv_sequential_cpu_ms=rs[0] * 1e3, rwkv_chunked_cpu_ms=rc[0] * 1e3, rwkv_speedup=rs[0] / rc[0],
-               rwkv_wall_ms=[rs[1] * 1e3, rc[1] * 1e3], rwkv_max_diff=rd,
-               mamba_sequential_cpu_ms=ms[0] * 1e3, mamba_chunked_cpu_ms=mc[0] * 1e3, mamba_speedup=ms[0] / mc[0],
-               mamba_wall_ms=[ms[1] * 1e3, mc[1] * 1e3], mamba_max_diff=md)
+    for name, seq, chunked, inputs in (("rwkv", scan.rwkv_sequential, scan.rwkv_chunked, ri),
+                                       ("mamba", scan.mamba_sequential, scan.mamba_chunked, mi)):
+        ts, tc, diff = compare(f"{'RWKV' if name == 'rwkv' else 'Mamba':5s}", seq, chunked, inputs, args.repeats, clock)
+        res.update({f"{name}_sequential_ms": ts[clock] * 1e3, f"{name}_chunked_ms": tc[clock] * 1e3,
+                    f"{name}_speedup": ts[clock] / tc[clock], f"{name}_max_diff": diff,
+                    f"{name}_sequential_ms_cpu_wall": [ts[0] * 1e3, ts[1] * 1e3],
+                    f"{name}_chunked_ms_cpu_wall": [tc[0] * 1e3, tc[1] * 1e3]})
     for name, fn, inputs in (("rwkv", scan.rwkv_chunked_autograd, ri), ("mamba", scan.mamba_chunked_autograd, mi)):
-        res[f"{name}_chunked_autograd_cpu_ms"] = min(fwd_bwd_seconds(fn, inputs)[0] for _ in range(2)) * 1e3
+        res[f"{name}_chunked_autograd_ms"] = min(fwd_bwd_seconds(fn, inputs)[clock] for _ in range(2)) * 1e3
     print(f"    autograd-recorded chunked forms (before the hand-written backward): RWKV "
-          f"{res['rwkv_chunked_autograd_cpu_ms']:.1f} ms, Mamba {res['mamba_chunked_autograd_cpu_ms']:.1f} ms CPU")
+          f"{res['rwkv_chunked_autograd_ms']:.1f} ms, Mamba {res['mamba_chunked_autograd_ms']:.1f} ms {CLOCKS[clock]}")
 
-    hyb, n_hyb = train_tokens_per_s(DEFAULT_LAYOUT, args.model_steps)
-    att, n_att = train_tokens_per_s("A" * 12, args.model_steps)
-    print(f"(b) training tokens per CPU second, 12 x 256, context 256, batch 8: hybrid {DEFAULT_LAYOUT} {hyb:,.0f} "
-          f"({n_hyb / 1e6:.2f}M params) vs attention-only {att:,.0f} ({n_att / 1e6:.2f}M params)")
+    hyb, n_hyb = train_tokens_per_s(DEFAULT_LAYOUT, args.model_steps, clock)
+    att, n_att = train_tokens_per_s("A" * 12, args.model_steps, clock)
+    print(f"(b) training tokens per {CLOCKS[clock]} second, 12 x 256, context 256, batch 8: hybrid {DEFAULT_LAYOUT} "
+          f"{hyb:,.0f} ({n_hyb / 1e6:.2f}M params) vs attention-only {att:,.0f} ({n_att / 1e6:.2f}M params)")
     res.update(hybrid_tokens_per_s=hyb, attention_tokens_per_s=att, hybrid_params=n_hyb, attention_params=n_att,
                hybrid_layout=DEFAULT_LAYOUT)
+    rd, md = res["rwkv_max_diff"], res["mamba_max_diff"]
     out = ROOT / "results" / "bench"
     out.mkdir(parents=True, exist_ok=True)
     (out / "scan.json").write_text(json.dumps(res, indent=2))
-    print(f"bench_scan: RWKV chunked {res['rwkv_speedup']:.1f}x (max diff {rd:.1e}), Mamba chunked "
+    print(f"bench_scan ({args.threads} thread{'s' * (args.threads > 1)}): RWKV chunked {res['rwkv_speedup']:.1f}x "
+          f"(max diff {rd:.1e}), Mamba chunked "
           f"{res['mamba_speedup']:.1f}x (max diff {md:.1e}) vs sequential | hybrid {hyb:,.0f} vs attention "
           f"{att:,.0f} tokens/s -> results/bench/scan.json")
 

@@ -2,7 +2,9 @@
 
     python scripts/promote.py out/E5_ortho --name E5_ortho
 
-1. copies RUN_DIR/best.pt to checkpoints/<name>_best.pt;
+1. copies RUN_DIR/best.pt to checkpoints/<name>_best.pt without its resume-only state (optimizer
+   moments, AMP scaler, data position and carried recurrent states: up to 5x the weights; a run
+   resumes from its own folder, never from checkpoints/);
 2. runs the family's eval (and diagnose) scripts into results/<name>/;
 3. adds or updates the row of <name> in the experiments table of docs/PROJECT_MAP.md and in
    the registry table of checkpoints/README.md (name, family, metric, step, config hash,
@@ -25,6 +27,7 @@ from seqlab import checkpoint, cli, plots  # noqa: E402
 from seqlab.errors import UserError  # noqa: E402
 
 # family -> the scripts that write its results (each takes --ckpt --data-dir --output-dir)
+RESUME_ONLY = ("optimizer", "scaler", "data")
 TOOLS = {
     "char": ["src/eval_char.py"],
     "mdn": ["src/eval_mdn.py"],
@@ -75,7 +78,7 @@ def main(argv=None):
     with tempfile.TemporaryDirectory(dir=root) as scratch:
         scratch = Path(scratch)
         staged_ckpt, staged_results = scratch / ckpt_dest.name, scratch / "results"
-        shutil.copy2(best, staged_ckpt)
+        checkpoint.save_atomic({k: v for k, v in ck.items() if k not in RESUME_ONLY}, staged_ckpt)
         for tool in tools:
             cmd = [sys.executable, str(ROOT / tool), "--ckpt", str(best.resolve()), "--output-dir", str(staged_results)]
             if args.data_dir:

@@ -111,15 +111,18 @@ def main(argv=None):
         print(f"layer {r['layer']:2d} {r['kind']}: cos {r['cos_sim']:.3f} | top-5 SVD {r['svd_top5']:.3f} | "
               f"saturated {r['saturated']:.3f} | {'pass' if r['pass'] else 'FAIL'}"
               + (" (frozen)" if r["frozen"] else "") + (" (churning)" if r["churning"] else ""))
+    if not rows:
+        passed = None                      # nothing to gate: an attention-only layout has no recurrent state
+    verdict = {True: "PASS", False: "FAIL", None: "N/A (no recurrent layers)"}[passed]
     summary = {"summary": True, "ckpt": str(args.ckpt), "step": ckpt["step"], "layout": model.config.layout,
                "g35_pass": passed, "thresholds": monitors.G35}
-    print(f"G3.5 gate: {'PASS' if passed else 'FAIL'} ({len(rows)} recurrent layers, step {ckpt['step']})")
+    print(f"G3.5 gate: {verdict} ({len(rows)} recurrent layers, step {ckpt['step']})")
     if out:
         out.mkdir(parents=True, exist_ok=True)
         with open(out / "g35.jsonl", "w") as f:
             for r in rows + [summary]:
                 f.write(json.dumps(r) + "\n")
-        plot_g35(rows, out / "g35.png", f"G3.5 {'PASS' if passed else 'FAIL'}: {model.config.layout} step {ckpt['step']}")
+        plot_g35(rows, out / "g35.png", f"G3.5 {verdict}: {model.config.layout} step {ckpt['step']}")
         print(f"wrote {out / 'g35.jsonl'}, {out / 'g35.png'}")
     return rows, passed
 

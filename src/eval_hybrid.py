@@ -16,7 +16,7 @@ from seqlab.char_task import sample
 from seqlab.errors import UserError
 
 
-def plot_persistence(result, passkey, png):
+def plot_persistence(result, passkey, png, context, trained_up_to=None):
     import matplotlib.pyplot as plt
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.2), dpi=120)
     for name, curve in result["layers"].items():
@@ -34,13 +34,17 @@ def plot_persistence(result, passkey, png):
     d = sorted(passkey)
     b.plot(d, [passkey[k]["accuracy"] for k in d], "o-", label="key retrieved")
     b.plot(d, [passkey[k]["digit_accuracy"] for k in d], "s--", label="digits right")
+    b.axhline(0.1, color="gray", lw=0.8, ls=":", label="chance per digit")
+    b.axvline(context, color="tab:red", lw=0.8, ls=":", label=f"chunk = attention window ({context})")
+    if trained_up_to:
+        b.axvline(trained_up_to, color="tab:green", lw=0.8, ls="--", label=f"longest --passkey-mix distance ({trained_up_to})")
     b.set_xscale("log", base=2)
     b.set_ylim(-0.05, 1.05)
     b.set_xlabel("distance key -> answer (chars)")
     b.set_ylabel("accuracy")
     b.set_title("passkey retrieval")
     b.grid(alpha=0.3)
-    b.legend()
+    b.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(png)
     plt.close(fig)
@@ -91,7 +95,9 @@ def main(argv=None):
         out.mkdir(parents=True, exist_ok=True)
         (out / "eval.json").write_text(json.dumps(row, indent=2))
         (out / "sample.txt").write_text(args.prompt + text + "\n")
-        plot_persistence(persist, passkey, out / "persistence.png")
+        mixed = ckpt["train_config"].get("passkey_mix", 0) > 0
+        plot_persistence(persist, passkey, out / "persistence.png", c.context,
+                         c.context - hybrid_task.PASSKEY_OVERHEAD if mixed else None)
         written = [out / "eval.json", out / "sample.txt", out / "persistence.png"]
         curve = plots.run_loss_curve(args.ckpt, out)
         if curve:

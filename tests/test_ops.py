@@ -5,10 +5,13 @@ import shutil
 import subprocess
 import sys
 import tarfile
+from pathlib import Path
 
 import pytest
+import torch
 
 from conftest import ROOT
+from seqlab import checkpoint
 from test_cli_errors import assert_one_line_error, run
 
 
@@ -69,7 +72,10 @@ def test_promote_updates_tables_and_refuses_twice(two_runs, tmp_path):
     root.mkdir()
     proc = run("scripts/promote.py", two_runs[0], "--name", "C1_tiny", "--root", root)
     assert proc.returncode == 0, proc.stderr
-    assert (root / "checkpoints/C1_tiny_best.pt").is_file()
+    promoted = checkpoint.load(root / "checkpoints/C1_tiny_best.pt")      # weights and metadata, no resume state
+    assert not {"optimizer", "scaler", "data"} & set(promoted) and promoted["step"] > 0
+    source = checkpoint.load(Path(two_runs[0]) / "best.pt")
+    assert all(torch.equal(promoted["model"][k], v) for k, v in source["model"].items())
     for f in ("eval.json", "sample.txt", "loss_curve.png"):
         assert (root / "results/C1_tiny" / f).is_file(), f
     for md in ("docs/PROJECT_MAP.md", "checkpoints/README.md"):

@@ -3,7 +3,7 @@
 #
 #   bash scripts/package_runpod.sh --data data/continuous_2M --out runpod_package.tar.gz
 #
-# Contents: every file under src/ and scripts/ that git tracks or would track (so a module you
+# Contents: every file under src/, scripts/ and tests/ that git tracks or would track (so a module you
 # forgot to `git add` still travels), requirements.txt, README.md, CLAUDE.md, Makefile, docs/,
 # the data folders named with --data (repeatable), GIT_COMMIT, and MANIFEST.sha256.
 set -euo pipefail
@@ -33,7 +33,7 @@ trap 'rm -rf "$stage"' EXIT
 pkg="$stage/pkg"
 mkdir -p "$pkg"
 {
-  git ls-files --cached --others --exclude-standard -- src scripts docs
+  git ls-files --cached --others --exclude-standard -- src scripts docs tests
   printf '%s\n' requirements.txt README.md CLAUDE.md Makefile
 } | grep -v -E '(__pycache__|\.pyc$)' | sort -u | while read -r f; do
   if [ -f "$f" ]; then mkdir -p "$pkg/$(dirname "$f")"; cp -p "$f" "$pkg/$f"; fi

@@ -67,6 +67,8 @@ mdn E0:  $launch src/train_mdn.py --data-dir data/continuous_2M --out-dir out/E0
 postfix: $launch src/train_mdn_postfix.py --data-dir data/continuous_2M --out-dir out/E5 --seed 7 \\
            --slot-id-mode permute_per_batch --use-aux-loss --early-stop --patience 800 --batch-size $bs_mdn --use-amp
 hybrid:  $launch src/train_hybrid.py --data-dir data/pydoc --out-dir out/H1 --batch-size $bs_hyb --use-amp
+kernels: pip install flash-linear-attention mamba-ssm && python -m pytest -q tests/test_kernels.py
+           # then add --kernels auto to the hybrid command (fused fla / mamba_ssm scans; docs/hybrid.md)
 (--batch-size is per GPU under torchrun; the global batch is batch x GPUs)
 
 bring results back:

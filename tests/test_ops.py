@@ -38,7 +38,7 @@ def test_tarball_round_trip_runs_in_an_empty_folder(tmp_path, text_dir):
     with tarfile.open(tar) as t:
         t.extractall(pod, filter="data")
     names = set(os.listdir(pod))
-    assert {"src", "scripts", "requirements.txt", "README.md", "CLAUDE.md", "MANIFEST.sha256", "GIT_COMMIT"} <= names
+    assert {"src", "scripts", "tests", "requirements.txt", "README.md", "CLAUDE.md", "MANIFEST.sha256", "GIT_COMMIT"} <= names
     assert (pod / "data" / text_dir.name / "train.npy").is_file()
     # everything runs from the unpacked copy alone (PYTHON = this interpreter, no install)
     env = {**os.environ, "PYTHON": sys.executable}

@@ -31,23 +31,31 @@ def plot_persistence(result, passkey, png, context, trained_up_to=None):
     a.set_ylabel("|S' - S| / |S|")
     a.set_title("state persistence")
     a.grid(alpha=0.3)
-    d = sorted(passkey)
-    b.plot(d, [passkey[k]["accuracy"] for k in d], "o-", label="key retrieved")
-    b.plot(d, [passkey[k]["digit_accuracy"] for k in d], "s--", label="digits right")
-    b.axhline(0.1, color="gray", lw=0.8, ls=":", label="chance per digit")
-    b.axvline(context, color="tab:red", lw=0.8, ls=":", label=f"chunk = attention window ({context})")
-    if trained_up_to:
-        b.axvline(trained_up_to, color="tab:green", lw=0.8, ls="--", label=f"longest --passkey-mix distance ({trained_up_to})")
-    b.set_xscale("log", base=2)
-    b.set_ylim(-0.05, 1.05)
-    b.set_xlabel("distance key -> answer (chars)")
-    b.set_ylabel("accuracy")
     b.set_title("passkey retrieval")
-    b.grid(alpha=0.3)
-    b.legend(fontsize=8)
+    if passkey:
+        plot_passkey(b, passkey, context, trained_up_to)
+    else:
+        b.text(0.5, 0.5, "passkey test skipped (--passkey-trials 0)", ha="center", va="center", transform=b.transAxes)
+        b.set_axis_off()
     fig.tight_layout()
     fig.savefig(png)
     plt.close(fig)
+
+
+def plot_passkey(ax, passkey, context, trained_up_to):
+    d = sorted(passkey)
+    ax.plot(d, [passkey[k]["accuracy"] for k in d], "o-", label="key retrieved")
+    ax.plot(d, [passkey[k]["digit_accuracy"] for k in d], "s--", label="digits right")
+    ax.axhline(0.1, color="gray", lw=0.8, ls=":", label="chance per digit")
+    ax.axvline(context, color="tab:red", lw=0.8, ls=":", label=f"chunk = attention window ({context})")
+    if trained_up_to:
+        ax.axvline(trained_up_to, color="tab:green", lw=0.8, ls="--", label=f"longest --passkey-mix distance ({trained_up_to})")
+    ax.set_xscale("log", base=2)
+    ax.set_ylim(-0.05, 1.05)
+    ax.set_xlabel("distance key -> answer (chars)")
+    ax.set_ylabel("accuracy")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
 
 
 def main(argv=None):

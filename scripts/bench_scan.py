@@ -70,8 +70,7 @@ def compare(name, seq, chunked, inputs, repeats, clock):
     for _ in range(repeats):          # interleaved, so machine noise hits both alike
         seq_t.append(fwd_bwd_seconds(seq, inputs))
         chk_t.append(fwd_bwd_seconds(chunked, inputs))
-    best = lambda ts: min(ts, key=lambda t: t[clock])   # noqa: E731  best run on the chosen clock
-    t_seq, t_chk = best(seq_t), best(chk_t)
+    t_seq, t_chk = (min(ts, key=lambda t: t[clock]) for ts in (seq_t, chk_t))   # best run on the chosen clock
     print(f"(a) {name}: sequential {t_seq[clock] * 1e3:.1f} ms, chunked {t_chk[clock] * 1e3:.1f} ms "
           f"{CLOCKS[clock]} fwd+bwd -> {t_seq[clock] / t_chk[clock]:.2f}x; max |diff| {diff:.2e}")
     return t_seq, t_chk, diff

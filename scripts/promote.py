@@ -26,8 +26,9 @@ sys.path.insert(0, str(ROOT / "src"))
 from seqlab import checkpoint, cli, plots  # noqa: E402
 from seqlab.errors import UserError  # noqa: E402
 
-# family -> the scripts that write its results (each takes --ckpt --data-dir --output-dir)
+# checkpoint entries only --resume needs (a promoted checkpoint is for eval, sampling and diagnosis)
 RESUME_ONLY = ("optimizer", "scaler", "data")
+# family -> the scripts that write its results (each takes --ckpt --data-dir --output-dir)
 TOOLS = {
     "char": ["src/eval_char.py"],
     "mdn": ["src/eval_mdn.py"],

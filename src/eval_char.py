@@ -6,12 +6,9 @@
 Writes eval.json and sample.txt to --output-dir; when the checkpoint sits in a run folder,
 also that run's loss curve (loss_curve.png).
 """
-import json
-from pathlib import Path
-
 import torch
 
-from seqlab import checkpoint, cli, device, plots, text_data
+from seqlab import checkpoint, cli, device, runs, text_data
 from seqlab.char_task import evaluate_split, sample
 from seqlab.errors import UserError
 
@@ -50,15 +47,7 @@ def main(argv=None):
           f"(step {ckpt['step']}, run {m['run_id']})")
     print(f"--- sample (prompt {args.prompt!r}, T={args.temperature}, top_k={args.top_k}) ---\n{args.prompt}{text}\n---")
     if args.output_dir:
-        out = Path(args.output_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "eval.json").write_text(json.dumps(row, indent=2))
-        (out / "sample.txt").write_text(args.prompt + text + "\n")
-        written = [out / "eval.json", out / "sample.txt"]
-        curve = plots.run_loss_curve(args.ckpt, out)
-        if curve:
-            written.append(curve)
-        print("wrote " + ", ".join(map(str, written)))
+        runs.write_eval(args.output_dir, args.ckpt, row, args.prompt + text + "\n")
     return row
 
 

@@ -7,11 +7,9 @@ Passkey: a 5-digit key, filler, then the question; accuracy by distance (64..204
 Persistence: relative change of each layer's state after a one-token perturbation, by distance.
 Writes eval.json and persistence.png (and sample.txt) to --output-dir.
 """
-import json
 from pathlib import Path
 
-
-from seqlab import checkpoint, cli, device, hybrid_task, plots, text_data
+from seqlab import checkpoint, cli, device, hybrid_task, runs, text_data
 from seqlab.char_task import sample
 from seqlab.errors import UserError
 
@@ -101,16 +99,10 @@ def main(argv=None):
     if args.output_dir:
         out = Path(args.output_dir)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "eval.json").write_text(json.dumps(row, indent=2))
-        (out / "sample.txt").write_text(args.prompt + text + "\n")
         mixed = ckpt["train_config"].get("passkey_mix", 0) > 0
         plot_persistence(persist, passkey, out / "persistence.png", c.context,
                          c.context - hybrid_task.PASSKEY_OVERHEAD if mixed else None)
-        written = [out / "eval.json", out / "sample.txt", out / "persistence.png"]
-        curve = plots.run_loss_curve(args.ckpt, out)
-        if curve:
-            written.append(curve)
-        print("wrote " + ", ".join(map(str, written)))
+        runs.write_eval(out, args.ckpt, row, args.prompt + text + "\n", [out / "persistence.png"])
     return row
 
 

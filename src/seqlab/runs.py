@@ -77,3 +77,19 @@ def config_differences(runs, ignore=("out_dir", "resume", "overwrite", "data_dir
         flat.append(d)
     keys = sorted(set().union(*flat))
     return {k: [f.get(k) for f in flat] for k in keys if len({json.dumps(f.get(k)) for f in flat}) > 1}
+
+
+def write_eval(out_dir, ckpt_path, row, sample_text, written=()):
+    """An eval script's outputs in out_dir: eval.json (row), sample.txt and, when the checkpoint sits
+    in a run folder, its loss_curve.png; prints one line naming them and the files in `written`
+    that the caller put there already."""
+    from seqlab import plots
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "eval.json").write_text(json.dumps(row, indent=2))
+    (out / "sample.txt").write_text(sample_text)
+    files = [out / "eval.json", out / "sample.txt", *written]
+    curve = plots.run_loss_curve(ckpt_path, out)
+    if curve:
+        files.append(curve)
+    print("wrote " + ", ".join(map(str, files)))

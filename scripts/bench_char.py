@@ -26,8 +26,9 @@ sys.path.insert(0, str(ROOT / "src"))
 import torch  # noqa: E402
 
 import train_char  # noqa: E402
-from seqlab import engine, text_data  # noqa: E402
-from seqlab.models.char import CharConfig, CharTransformer  # noqa: E402
+from seqlab.core import engine  # noqa: E402
+from seqlab.text import data as text_data  # noqa: E402
+from seqlab.text.model import CharConfig, CharTransformer  # noqa: E402
 
 SHAKESPEARE = ROOT.parent / "shared" / "data" / "tinyshakespeare.txt"
 SMALL = dict(n_layer=4, n_head=4, n_embd=128, context=64, batch=12)

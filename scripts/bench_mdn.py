@@ -27,9 +27,10 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import train_mdn  # noqa: E402
-from seqlab import engine, rmt, spacing_data  # noqa: E402
-from seqlab.mdn_task import PRESETS, StreamSampler  # noqa: E402
-from seqlab.models.mdn import MDNConfig, SpacingMDN  # noqa: E402
+from seqlab.core import engine  # noqa: E402
+from seqlab.zeta import rmt, spacings as spacing_data  # noqa: E402
+from seqlab.mdn.task import PRESETS, StreamSampler  # noqa: E402
+from seqlab.mdn.model import MDNConfig, SpacingMDN  # noqa: E402
 
 GPU = dict(n_layer=6, n_head=8, n_embd=256)
 

@@ -3,7 +3,7 @@
     python scripts/bench_scan.py              # under 2 minutes on 2 CPU cores, all cores (torch's default)
     python scripts/bench_scan.py --threads 1  # one core (both forms get the same threads)
 
-(a) forward+backward time of each recurrence (seqlab.scan) at T=256, d=256, batch 8:
+(a) forward+backward time of each recurrence (seqlab.hybrid.scan) at T=256, d=256, batch 8:
     RWKV with 4 heads of 64 (state 64x64 per head), Mamba with 256 channels and N=16;
     the sequential reference (a loop over time, vectorised over everything else) against the
     chunked form (the default: hand-written backward; RWKV chunks of 16, Mamba blocks of 8),
@@ -30,8 +30,8 @@ sys.path.insert(0, str(ROOT / "src"))
 
 import torch  # noqa: E402
 
-from seqlab import scan  # noqa: E402
-from seqlab.models.hybrid import DEFAULT_LAYOUT, HybridConfig, HybridLM  # noqa: E402
+from seqlab.hybrid import scan  # noqa: E402
+from seqlab.hybrid.model import DEFAULT_LAYOUT, HybridConfig, HybridLM  # noqa: E402
 
 B, T, D = 8, 256, 256
 CLOCKS = ("CPU", "wall")

@@ -3,7 +3,7 @@
     python scripts/bench_zeros.py                      # 2,000 zeros near n = 1e6, by us and by flint (~30 s)
     python scripts/bench_zeros.py --flint-count 300    # flint on the first 300 only (quicker)
 
-Ours: seqlab.zeta.compute_zeros in this process (one core), timed after a warm-up call (imports,
+Ours: seqlab.zeta.zeros.compute_zeros in this process (one core), timed after a warm-up call (imports,
 flint's log table). Flint: acb.zeta_zeros at its default 53-bit precision on the first
 --flint-count zeros of the same block. Reports zeros/s for both, their ratio, the max |difference|
 on the overlap (t units), and the projected time for all 2,001,052 zeros from our rate near
@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 import numpy as np  # noqa: E402
 
-from seqlab import zeta  # noqa: E402
+from seqlab.zeta import zeros as zeta  # noqa: E402
 
 N_2M = 2_001_052
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from seqlab import cli, runs  # noqa: E402
-from seqlab.errors import UserError  # noqa: E402
-from seqlab.plots import plt  # noqa: E402
+from seqlab.core import cli, runs  # noqa: E402
+from seqlab.core.errors import UserError  # noqa: E402
+from seqlab.core.plots import plt  # noqa: E402
 
 
 def main(argv=None):

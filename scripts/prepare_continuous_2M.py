@@ -23,8 +23,8 @@ for _v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from seqlab import cli  # noqa: E402
-from seqlab.errors import UserError  # noqa: E402
+from seqlab.core import cli  # noqa: E402
+from seqlab.core.errors import UserError  # noqa: E402
 
 N_2M = 2_001_052
 
@@ -33,7 +33,7 @@ def get_zeros(n, zeros_path, workers, quiet):
     """(gamma_1..gamma_n, zeros file, its sidecar info), computing and caching them if needed."""
     import prepare_zeros
 
-    from seqlab import zeta_io
+    from seqlab.zeta import files as zeta_io
     if zeros_path:
         p = Path(zeros_path)
         got = zeta_io.load_zeros(p) if p.suffix == ".npy" else None
@@ -76,7 +76,7 @@ def main(argv=None):
         raise UserError(f"--n-zeros {args.n_zeros} is too small: 2,561 zeros make the 10 windows of 256 spacings "
                         "that a 90/10 split needs")
 
-    from seqlab import spacing_data, spacing_report, zeta
+    from seqlab.zeta import spacings as spacing_data, report as spacing_report, zeros as zeta
     t = time.time()
     gamma, zfile, zinfo = get_zeros(args.n_zeros, args.zeros, args.workers, args.quiet)
     t_zeros = time.time() - t

@@ -19,8 +19,8 @@ for _v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from seqlab import cli  # noqa: E402
-from seqlab.errors import UserError  # noqa: E402
+from seqlab.core import cli  # noqa: E402
+from seqlab.core.errors import UserError  # noqa: E402
 
 N_2M_GAPS = 2_001_051  # as many as the spacings of the 2,001,052 zeta zeros
 
@@ -41,7 +41,7 @@ def main(argv=None):
     if args.limit is not None and args.limit > 2_000_000_000:
         raise UserError(f"--limit {args.limit:,} needs more than 1 GB for the sieve; use at most 2,000,000,000")
 
-    from seqlab import primes, spacing_data, spacing_report
+    from seqlab.zeta import primes, spacings as spacing_data, report as spacing_report
     t = time.time()
     if args.limit is not None:
         pr = primes.primes_up_to(args.limit)

@@ -11,7 +11,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from seqlab import cli, text_data  # noqa: E402
+from seqlab.core import cli  # noqa: E402
+from seqlab.text import data as text_data  # noqa: E402
 
 
 def main(argv=None):

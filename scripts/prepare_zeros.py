@@ -20,8 +20,8 @@ for _v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from seqlab import cli  # noqa: E402
-from seqlab.errors import UserError  # noqa: E402
+from seqlab.core import cli  # noqa: E402
+from seqlab.core.errors import UserError  # noqa: E402
 
 N_2M = 2_001_052  # the size of the user's continuous_2M set
 
@@ -42,7 +42,7 @@ def compute(start, count, workers, out, overwrite=False, quiet=False):
     """Compute zeros start..start+count-1 into out (.npy + .json); returns the sidecar dict."""
     from tqdm import tqdm
 
-    from seqlab import zeta, zeta_io
+    from seqlab.zeta import zeros as zeta, files as zeta_io
     out = Path(out)
     if out.exists() and not overwrite:
         raise UserError(f"{out} exists; pass --overwrite to replace it")
@@ -60,7 +60,7 @@ def compute(start, count, workers, out, overwrite=False, quiet=False):
 
 
 def from_file(path, out, overwrite=False):
-    from seqlab import zeta_io
+    from seqlab.zeta import files as zeta_io
     t = time.time()
     gamma, start = zeta_io.read_table(path)
     info = {"method": "from-file", "source": str(path), "source_sha256": zeta_io.sha256(path), "start": start,

@@ -23,8 +23,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from seqlab import checkpoint, cli, plots  # noqa: E402
-from seqlab.errors import UserError  # noqa: E402
+from seqlab.core import checkpoint, cli, plots  # noqa: E402
+from seqlab.core.errors import UserError  # noqa: E402
 
 # checkpoint entries only --resume needs (a promoted checkpoint is for eval, sampling and diagnosis)
 RESUME_ONLY = ("optimizer", "scaler", "data")

@@ -3,7 +3,7 @@
     python src/diagnose_hybrid.py --ckpt out/hybrid_base/best.pt --output-dir results/hybrid_base
     python src/diagnose_hybrid.py --compare out/shk_R out/shk_M out/shk_hybrid --output-dir results/cmp
 
-G3.5 (seqlab.monitors.g35_report), per recurrent layer, streaming val tracks in chunks with
+G3.5 (seqlab.hybrid.monitors.g35_report), per recurrent layer, streaming val tracks in chunks with
 state handoff (the mode of training): cosine similarity of consecutive states, share of the
 state's variance in its top-5 singular values, saturated share of retentions. Writes g35.jsonl
 (one row per layer, then a summary row) and g35.png.
@@ -15,8 +15,10 @@ import json
 import math
 from pathlib import Path
 
-from seqlab import checkpoint, cli, device, monitors, runfolder, text_data
-from seqlab.errors import UserError
+from seqlab.core import checkpoint, cli, device, runfolder
+from seqlab.hybrid import monitors
+from seqlab.text import data as text_data
+from seqlab.core.errors import UserError
 
 
 def plot_g35(rows, png, title):

@@ -4,10 +4,11 @@ cannot see the data (D, I, J are N/A: no readout, nothing to attend to, no slot-
     python src/diagnose_memory.py --ckpt checkpoints/E1_prefix_best.pt --data-dir data/continuous_2M \
         --output-dir results/E1_prefix
 
-Definitions: src/seqlab/memory_diagnostics.py. Appends one JSON row to
+Definitions: src/seqlab/mdn/diagnostics.py. Appends one JSON row to
 <output-dir>/prefix_diagnostics.jsonl and writes prefix_diagnostics.png.
 """
-from seqlab import cli, memory_diagnostics
+from seqlab.core import cli
+from seqlab.mdn import diagnostics as memory_diagnostics
 
 
 def main(argv=None):

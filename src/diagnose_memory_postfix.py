@@ -3,11 +3,12 @@
     python src/diagnose_memory_postfix.py --ckpt checkpoints/E5_best.pt --data-dir data/continuous_2M \
         --output-dir results/E5
 
-Definitions of A-K: src/seqlab/memory_diagnostics.py. Deterministic given --seed (eval mode,
+Definitions of A-K: src/seqlab/mdn/diagnostics.py. Deterministic given --seed (eval mode,
 the checkpoint's evaluation slot IDs, seeded rollouts and bootstrap). Appends one JSON row to
 <output-dir>/postfix_diagnostics.jsonl and writes postfix_diagnostics.png (one panel per letter).
 """
-from seqlab import cli, memory_diagnostics
+from seqlab.core import cli
+from seqlab.mdn import diagnostics as memory_diagnostics
 
 
 def main(argv=None):

@@ -8,9 +8,10 @@ also that run's loss curve (loss_curve.png).
 """
 import torch
 
-from seqlab import checkpoint, cli, device, runs, text_data
-from seqlab.char_task import evaluate_split, sample
-from seqlab.errors import UserError
+from seqlab.core import checkpoint, cli, device, runs
+from seqlab.text import data as text_data
+from seqlab.text.task import evaluate_split, sample
+from seqlab.core.errors import UserError
 
 
 def main(argv=None):

@@ -9,9 +9,11 @@ Writes eval.json and persistence.png (and sample.txt) to --output-dir.
 """
 from pathlib import Path
 
-from seqlab import checkpoint, cli, device, hybrid_task, runs, text_data
-from seqlab.char_task import sample
-from seqlab.errors import UserError
+from seqlab.core import checkpoint, cli, device, runs
+from seqlab.hybrid import probes, streams
+from seqlab.text import data as text_data
+from seqlab.text.task import sample
+from seqlab.core.errors import UserError
 
 
 def plot_persistence(result, passkey, png, context, trained_up_to=None):
@@ -82,13 +84,13 @@ def main(argv=None):
     val = text_data.load_split(data_dir, "val")
     c = model.config
     doc_sep = ckpt["train_config"].get("doc_sep", "")
-    metrics = hybrid_task.evaluate_stream(model, val, args.batch_size, c.context, args.eval_chunks, doc_sep)
+    metrics = probes.evaluate_stream(model, val, args.batch_size, c.context, args.eval_chunks, doc_sep)
     print(f"val: loss {metrics['val_loss']:.4f} nats/char | {metrics['val_bpc']:.4f} bits/char | "
           f"{metrics['val_tokens']:,} chars scored (layout {c.layout}, step {ckpt['step']})")
-    passkey = hybrid_task.passkey_accuracy(model, distances, args.passkey_trials, args.seed) if args.passkey_trials else {}
+    passkey = probes.passkey_accuracy(model, distances, args.passkey_trials, args.seed) if args.passkey_trials else {}
     for d, r in passkey.items():
         print(f"passkey @ {d:5d} chars: {r['accuracy']:.0%} keys, {r['digit_accuracy']:.0%} digits, {r['key_nll']:.3f} nats/digit")
-    persist = hybrid_task.state_persistence(model, val, horizon=args.persistence_horizon, seed=args.seed)
+    persist = probes.state_persistence(model, val, horizon=args.persistence_horizon, seed=args.seed)
     for name, curve in persist["layers"].items():
         print(f"persistence layer {name}: {curve[0]:.3g} right after, {curve[-1]:.3g} at {persist['distance'][-1]} tokens")
     text = sample(model, args.prompt, args.max_new_tokens, seed=args.seed) if args.max_new_tokens else ""
@@ -101,7 +103,7 @@ def main(argv=None):
         out.mkdir(parents=True, exist_ok=True)
         mixed = ckpt["train_config"].get("passkey_mix", 0) > 0
         plot_persistence(persist, passkey, out / "persistence.png", c.context,
-                         c.context - hybrid_task.PASSKEY_OVERHEAD if mixed else None)
+                         c.context - streams.PASSKEY_OVERHEAD if mixed else None)
         runs.write_eval(out, args.ckpt, row, args.prompt + text + "\n", [out / "persistence.png"])
     return row
 

@@ -20,9 +20,11 @@ from pathlib import Path
 
 import torch
 
-from seqlab import checkpoint, cli, device, mdn_eval, spacing_data
-from seqlab.errors import UserError
-from seqlab.mdn_task import FAMILIES
+from seqlab.core import checkpoint, cli, device
+from seqlab.mdn import evaluate as mdn_eval
+from seqlab.zeta import spacings as spacing_data
+from seqlab.core.errors import UserError
+from seqlab.mdn.task import FAMILIES
 
 HORIZONS = (1, 10, 50, 100)
 

@@ -6,10 +6,10 @@ Defaults are the decision log's: 4 layers, d_model 256, 4 heads, d_ff 1024, drop
 context 256, batch 16, AdamW 3e-4 / wd 0.1 / betas (0.9, 0.95), constant LR, eval every
 200 steps with a sample from a fixed prompt at temperature 1.0.
 """
-from seqlab import cli, distributed, engine
-from seqlab.char_task import CharTask
-from seqlab.errors import UserError
-from seqlab.models.char import CharConfig, CharTransformer
+from seqlab.core import cli, distributed, engine
+from seqlab.text.task import CharTask
+from seqlab.core.errors import UserError
+from seqlab.text.model import CharConfig, CharTransformer
 
 FAMILY = "char"
 

@@ -9,11 +9,11 @@ AdamW with linear warmup 2000 then cosine, decay/dt/A parameters at --recurrent-
 Monitors (grad ratio, collapse, decay, selectivity, plateau rules) report at every eval;
 --stop-on-red-flags makes a failed rule stop the run.
 """
-from seqlab import cli, engine
-from seqlab.errors import UserError
-from seqlab.hybrid_task import HybridTask
-from seqlab.models.hybrid import DEFAULT_LAYOUT, HybridConfig, HybridLM, check_layout
-from seqlab.scan import MAX_CHUNK
+from seqlab.core import cli, engine
+from seqlab.core.errors import UserError
+from seqlab.hybrid.task import HybridTask
+from seqlab.hybrid.model import DEFAULT_LAYOUT, HybridConfig, HybridLM, check_layout
+from seqlab.hybrid.scan import MAX_CHUNK
 
 FAMILY = "hybrid"
 

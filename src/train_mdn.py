@@ -9,8 +9,9 @@ entropy of the mixture weights. Samples are sliding windows over the flattened t
 Defaults are the original GPU run's (--preset gpu); --preset cpu is a small fast config.
 The val metric val_nll is nats per spacing averaged over all positions of the val windows.
 """
-from seqlab import cli, mdn_task
-from seqlab.models.mdn import MDNConfig, SpacingMDN
+from seqlab.core import cli
+from seqlab.mdn import task as mdn_task
+from seqlab.mdn.model import MDNConfig, SpacingMDN
 
 
 def main(argv=None):

@@ -7,8 +7,9 @@ is the same for every input, so PREFIX memory can act only as a learned bias ("d
 memory, as E1/E2 found). Kept for comparison with POSTFIX (src/train_mdn_postfix.py), where
 slots come after the data and read it. Teacher-forced NLL on every data position, as E0.
 """
-from seqlab import cli, mdn_task
-from seqlab.models.mdn_memory import PrefixConfig, PrefixMDN
+from seqlab.core import cli
+from seqlab.mdn import task as mdn_task
+from seqlab.mdn.memory import PrefixConfig, PrefixMDN
 
 
 def main(argv=None):

@@ -12,8 +12,9 @@ ID-Detox = --slot-id-mode permute_per_batch: a fresh slot-ID permutation for eve
 batch. Evaluation is deterministic (--eval-slot-id-mode, default fixed identity).
 Samples are sliding windows over the flattened train stream.
 """
-from seqlab import cli, mdn_task
-from seqlab.models.mdn_memory import (AUX_MODES, AUX_STATS, CONTENT_MODES, EVAL_SLOT_ID_MODES, SLOT_ID_MODES,
+from seqlab.core import cli
+from seqlab.mdn import task as mdn_task
+from seqlab.mdn.memory import (AUX_MODES, AUX_STATS, CONTENT_MODES, EVAL_SLOT_ID_MODES, SLOT_ID_MODES,
                                       PostfixConfig, PostfixMDN)
 
 

@@ -7,7 +7,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from seqlab import text_data  # noqa: E402
+from seqlab.text import data as text_data  # noqa: E402
 
 TINY = ["--n-layer", "2", "--n-head", "2", "--n-embd", "32", "--context", "16", "--batch-size", "4",
         "--eval-every", "10", "--log-every", "1", "--sample-tokens", "8", "--seed", "3"]

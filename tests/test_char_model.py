@@ -1,7 +1,7 @@
 import torch
 
-from seqlab import checkpoint
-from seqlab.models.char import CharConfig, CharTransformer
+from seqlab.core import checkpoint
+from seqlab.text.model import CharConfig, CharTransformer
 
 
 def tiny_model(dropout=0.0):

@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from conftest import ROOT, TINY
-from seqlab import checkpoint, runfolder
+from seqlab.core import checkpoint, runfolder
 
 
 def losses(out):

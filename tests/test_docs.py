@@ -2,7 +2,7 @@
 import re
 
 from conftest import ROOT
-from seqlab import prices
+from seqlab.core import prices
 
 
 def test_runpod_price_table_matches_engine_prices():

@@ -5,9 +5,9 @@ import signal
 import pytest
 import torch
 
-from seqlab import checkpoint, hooks, optim, runfolder
-from seqlab.errors import UserError
-from seqlab.models.char import CharConfig, CharTransformer
+from seqlab.core import checkpoint, hooks, optim, runfolder
+from seqlab.core.errors import UserError
+from seqlab.text.model import CharConfig, CharTransformer
 
 
 def train_losses(out):

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from seqlab import hooks, runfolder
-from seqlab.models.char import CharConfig, CharTransformer
+from seqlab.core import hooks, runfolder
+from seqlab.text.model import CharConfig, CharTransformer
 
 
 def losses(out):

@@ -7,9 +7,10 @@ import pytest
 import torch
 
 from conftest import ROOT
-from seqlab import checkpoint, monitors, runfolder
-from seqlab.models.hybrid import HybridConfig, HybridLM, detach_state
-from seqlab.models.rwkv import RETENTION_INIT
+from seqlab.core import checkpoint, runfolder
+from seqlab.hybrid import monitors
+from seqlab.hybrid.model import HybridConfig, HybridLM, detach_state
+from seqlab.hybrid.rwkv import RETENTION_INIT
 
 LAYOUTS = ["RMAP", "RRRR", "MMMM", "AAAA"]
 TINY = ["--n-layer", "4", "--n-head", "2", "--n-embd", "32", "--context", "16", "--batch-size", "2",
@@ -261,14 +262,14 @@ def test_eval_and_diagnose_scripts(train_hybrid, tmp_path):
 
 def test_persistence_decays_with_short_memory():
     """A state with short retention forgets a perturbation faster than one with long retention."""
-    from seqlab import hybrid_task
+    from seqlab.hybrid import probes
     curves = {}
     for name, shift in (("short", 8.0), ("long", -3.0)):
         model = tiny("RR", context=16)
         with torch.no_grad():
             for layer in model.layers:
                 layer.att.decay += shift                     # -log w scaled by e^shift
-        r = hybrid_task.state_persistence(model, torch.randint(2, 99, (2000,)), position=8, horizon=48, stride=8, n_seqs=2)
+        r = probes.state_persistence(model, torch.randint(2, 99, (2000,)), position=8, horizon=48, stride=8, n_seqs=2)
         curves[name] = r["layers"]["0:R"]
     assert curves["short"][-1] < 1e-3 * curves["short"][0]
     assert curves["long"][-1] > 10 * curves["short"][-1]
@@ -285,11 +286,12 @@ def test_baseline_verdict():
 # ---- the task ---------------------------------------------------------------------------------------
 
 def test_doc_starts_and_passkey_mixing(text_dir):
-    from seqlab import hybrid_task, tokenizer
+    from seqlab.hybrid import streams, task as hybrid_task
+    from seqlab.text import tokenizer
     ids = tokenizer.encode("ab\n\ncd\n\n\nef")
-    starts = hybrid_task.doc_starts(ids, "\n\n")
+    starts = streams.doc_starts(ids, "\n\n")
     assert list(starts.nonzero()[0]) == [4, 8, 9]          # after each occurrence (overlapping ones too)
-    assert not hybrid_task.doc_starts(ids, "").any()
+    assert not streams.doc_starts(ids, "").any()
     task = hybrid_task.HybridTask(text_dir, 128, 2, seed=0, passkey_mix=1.0, sample_tokens=0)
     x, y, reset = task.next_batch()
     for b in range(2):
@@ -302,7 +304,7 @@ def test_doc_starts_and_passkey_mixing(text_dir):
 
 
 def test_stop_on_red_flags_returns_a_reason(text_dir):
-    from seqlab import hybrid_task
+    from seqlab.hybrid import task as hybrid_task
     task = hybrid_task.HybridTask(text_dir, 16, 2, seed=0, monitor_cfg={"stop_on_red_flags": True}, sample_tokens=0)
     model = tiny("RMAP", context=16)
     with torch.no_grad():
@@ -324,7 +326,7 @@ def test_stop_on_red_flags_returns_a_reason(text_dir):
 
 
 def test_fresh_state_at_epoch_start_and_tied_embeddings(text_dir):
-    from seqlab import hybrid_task
+    from seqlab.hybrid import task as hybrid_task
     task = hybrid_task.HybridTask(text_dir, 16, 2, seed=0, sample_tokens=0)
     model = HybridLM(HybridConfig(context=16, n_layer=2, n_head=2, n_embd=32, layout="RM", tie_embeddings=True))
     assert model.head.weight is model.tok_emb.weight

@@ -1,17 +1,18 @@
-"""Optional fused kernels (seqlab.kernels, `--kernels auto`).
+"""Optional fused kernels (seqlab.hybrid.kernels, `--kernels auto`).
 
 On any machine: the backend choice, the mamba_ssm initial-state composition (the reference scan
 standing in for the kernel), the layout conversions against stand-ins with the packages'
 documented signatures and layouts, and the model / CLI wiring. On CUDA with the package
-importable: each kernel against seqlab.scan's loop (skipped elsewhere; see docs/hybrid.md).
+importable: each kernel against seqlab.hybrid.scan's loop (skipped elsewhere; see docs/hybrid.md).
 """
 import json
 
 import pytest
 import torch
 
-from seqlab import checkpoint, kernels, scan
-from seqlab.models.hybrid import HybridConfig, HybridLM
+from seqlab.core import checkpoint
+from seqlab.hybrid import kernels, scan
+from seqlab.hybrid.model import HybridConfig, HybridLM
 from test_hybrid import doc_resets, tiny, train_hybrid  # noqa: F401  (train_hybrid is a fixture)
 from test_scan import mamba_inputs, rwkv_inputs
 
@@ -52,7 +53,7 @@ def sequential_zero_state(x, dt, A, Bm, Cm):
     return scan.mamba_sequential(x, dt, A, Bm, Cm)[0]
 
 
-# ---- stand-ins with the packages' signatures and layouts (the maths from seqlab.scan) ------------
+# ---- stand-ins with the packages' signatures and layouts (the maths from seqlab.hybrid.scan) ------------
 
 def fake_chunk_rwkv6(r, k, v, w, u, scale=None, initial_state=None, output_final_state=False, cu_seqlens=None,
                      **kwargs):

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from seqlab import baselines, mdn_eval, mixture, rmt
+from seqlab.mdn import baselines, evaluate as mdn_eval, mixture
+from seqlab.zeta import rmt
 
 
 def mix3(n=1):

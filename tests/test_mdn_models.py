@@ -4,10 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from seqlab import mdn_eval, mixture, spacing_data
-from seqlab.mdn_task import StreamSampler
-from seqlab.models.mdn import MDNConfig, SpacingMDN
-from seqlab.models.mdn_memory import PostfixConfig, PostfixMDN, PrefixConfig, PrefixMDN, window_stats
+from seqlab.mdn import evaluate as mdn_eval, mixture
+from seqlab.zeta import spacings as spacing_data
+from seqlab.mdn.task import StreamSampler
+from seqlab.mdn.model import MDNConfig, SpacingMDN
+from seqlab.mdn.memory import PostfixConfig, PostfixMDN, PrefixConfig, PrefixMDN, window_stats
 
 TINY = dict(context=32, n_layer=2, n_head=2, n_embd=16, d_ff=32, n_components=3)
 

@@ -12,8 +12,9 @@ import eval_mdn
 import train_mdn
 import train_mdn_memory
 import train_mdn_postfix
-from seqlab import checkpoint, cli, mdn_eval, memory_diagnostics
-from seqlab.models.mdn_memory import PostfixConfig, PostfixMDN
+from seqlab.core import checkpoint, cli
+from seqlab.mdn import evaluate as mdn_eval, diagnostics as memory_diagnostics
+from seqlab.mdn.memory import PostfixConfig, PostfixMDN
 from test_mdn_models import TINY, make_dataset
 
 SIZE = ["--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--n-components", "3", "--batch-size", "8",
@@ -46,7 +47,7 @@ def runs(data_dir, tmp_path_factory):
 def test_checkpoint_round_trip(runs, data_dir, name, family):
     model, ckpt = checkpoint.load_model(runs[name] / "best.pt", family)
     assert ckpt["family"] == family and type(model).family == family
-    from seqlab import spacing_data
+    from seqlab.zeta import spacings as spacing_data
     stride = ckpt["train_config"]["val_stride"]
     wins = mdn_eval.windows(spacing_data.load_split(data_dir, "val"), CTX + 1, stride)
     assert mdn_eval.val_metrics(model, wins)["val_nll"] == pytest.approx(ckpt["best"]["value"], abs=1e-6)
@@ -98,7 +99,7 @@ def _fixed_copy(path):
 
 
 def _val(runs):
-    from seqlab import spacing_data
+    from seqlab.zeta import spacings as spacing_data
     data_dir = checkpoint.load(runs["permute"] / "best.pt")["data_info"]["data_dir"]
     wins = mdn_eval.windows(spacing_data.load_split(data_dir, "val"), CTX + 1)
     return wins, spacing_data.load_split(data_dir, "train").flatten().numpy()
@@ -155,7 +156,7 @@ def test_char_checkpoint_refused_by_eval_mdn(tmp_path, capsys, runs):
 
 def test_user_commands_parse_as_typed():
     """The seeds' CLAUDE.md commands (flags exactly as typed) parse, with the original GPU defaults."""
-    from seqlab import mdn_task
+    from seqlab.mdn import task as mdn_task
     args = mdn_task.parse(train_mdn_postfix.build_parser(), [
         "--data-dir", "data/continuous_2M", "--out-dir", "out/E5_experiment", "--seed", "7",
         "--slot-id-mode", "permute_per_batch", "--content-mode", "normal", "--use-aux-loss",
@@ -171,7 +172,7 @@ def test_user_commands_parse_as_typed():
 def test_resume_continues_the_stream_exactly(data_dir, tmp_path):
     """Sliding-window sampler + POSTFIX (permutation RNG, aux ramp): 3 steps + resume == 6 straight
     (constant LR: a cosine schedule depends on --max-steps)."""
-    from seqlab import runfolder
+    from seqlab.core import runfolder
     base = ["--data-dir", str(data_dir), "--context", "32", *SIZE, "--slot-id-mode", "permute_per_batch",
             "--use-aux-loss", "--aux-ramp-steps", "4", "--n-memory-slots", "3", "--schedule", "constant"]
     train_mdn_postfix.main(base + ["--out-dir", str(tmp_path / "a"), "--max-steps", "6"])

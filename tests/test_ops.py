@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from conftest import ROOT
-from seqlab import checkpoint
+from seqlab.core import checkpoint
 from test_cli_errors import assert_one_line_error, run
 
 
@@ -36,7 +36,8 @@ def test_tarball_round_trip_runs_in_an_empty_folder(tmp_path, text_dir):
     pod = tmp_path / "pod"
     pod.mkdir()
     with tarfile.open(tar) as t:
-        t.extractall(pod, filter="data")
+        # extraction filters arrived in 3.11.4 / 3.10.12; older Pythons (Debian's 3.11.2) extract as before
+        t.extractall(pod, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
     names = set(os.listdir(pod))
     assert {"src", "scripts", "tests", "requirements.txt", "README.md", "CLAUDE.md", "MANIFEST.sha256", "GIT_COMMIT"} <= names
     assert (pod / "data" / text_dir.name / "train.npy").is_file()

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 import prepare_primes
-from seqlab import primes, spacing_data
-from seqlab.errors import UserError
+from seqlab.zeta import primes, spacings as spacing_data
+from seqlab.core.errors import UserError
 
 
 def test_sieve_against_trial_division():

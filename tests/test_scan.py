@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from seqlab import scan
+from seqlab.hybrid import scan
 
 REL = 1e-5
 

@@ -10,8 +10,8 @@ import torch
 
 import prepare_continuous_2M
 import prepare_zeros
-from seqlab import rmt, spacing_data, spacing_report, zeta, zeta_io
-from seqlab.errors import UserError
+from seqlab.zeta import rmt, spacings as spacing_data, report as spacing_report, zeros as zeta, files as zeta_io
+from seqlab.core.errors import UserError
 
 N_2M = 2_001_052
 

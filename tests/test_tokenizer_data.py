@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from seqlab import text_data, tokenizer
-from seqlab.errors import UserError
+from seqlab.text import data as text_data, tokenizer
+from seqlab.core.errors import UserError
 
 
 def test_vocab_layout():

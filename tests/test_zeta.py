@@ -6,7 +6,7 @@ import mpmath
 import numpy as np
 import pytest
 
-from seqlab import zeta, zeta_rs
+from seqlab.zeta import zeros as zeta, riemann_siegel as zeta_rs
 
 ODLYZKO = Path(__file__).resolve().parents[2] / "shared" / "data" / "odlyzko_zeros1.txt"
 CLOSE_PAIR = 1_115_578  # gamma_n, gamma_{n+1} about 0.0054 mean spacings apart

@@ -1,0 +1,118 @@
+"""Family 3's task for the engine: state-handoff training on parallel tracks of one text stream.
+
+The train stream is cut into `batch_size` equal tracks; step i feeds each track's i-th chunk of
+`context` tokens, with the recurrent state the previous chunk left behind (detached: values
+are carried, gradients are not). States start fresh at every epoch and for validation, which
+streams contiguous val tracks the same way. A reset flag at token t (a document starts after
+a `doc_sep` occurrence) clears every state before t. With `passkey_mix` p, each track's chunk
+is replaced with probability p by a passkey document (seqlab.hybrid.streams.passkey_text), so the
+passkey test of eval_hybrid measures learned memory rather than luck.
+"""
+import numpy as np
+import torch
+
+from seqlab.core.errors import UserError
+from seqlab.hybrid import kernels, monitors
+from seqlab.hybrid.model import detach_state
+from seqlab.hybrid.probes import evaluate_stream
+from seqlab.hybrid.streams import PASSKEY_MIN_DIST, PASSKEY_OVERHEAD, doc_starts, move_state, passkey_text
+from seqlab.text import data as text_data, tokenizer
+
+
+class HybridTask:
+    family, metric = "hybrid", "val_loss"
+
+    def __init__(self, data_dir, context, batch_size, seed, doc_sep="", passkey_mix=0.0, eval_chunks=0,
+                 monitor_cfg=None, prompt="The ", sample_tokens=200):
+        self.data_dir, self.context, self.batch_size, self.seed = data_dir, context, batch_size, seed
+        self.doc_sep, self.passkey_mix, self.eval_chunks = doc_sep, passkey_mix, eval_chunks
+        self.prompt, self.sample_tokens = prompt, sample_tokens
+        train, self.val = text_data.load_split(data_dir, "train"), text_data.load_split(data_dir, "val")
+        self.track_len = len(train) // batch_size
+        if self.track_len < context + 1:
+            raise UserError(f"train split has {len(train)} tokens: {batch_size} tracks of at least context {context} + 1 "
+                            "need more; lower --batch-size or --context")
+        if len(self.val) // batch_size < context + 1:
+            raise UserError(f"val split has {len(self.val)} tokens, fewer than {batch_size} tracks x (context {context} + 1); "
+                            "lower --batch-size/--context or prepare with a larger --val-fraction")
+        if passkey_mix and context < PASSKEY_OVERHEAD + PASSKEY_MIN_DIST:
+            raise UserError(f"--passkey-mix needs --context >= {PASSKEY_OVERHEAD + PASSKEY_MIN_DIST} (a passkey document fits in one chunk)")
+        self.tracks = train[:self.track_len * batch_size].view(batch_size, self.track_len)
+        self.resets = torch.from_numpy(doc_starts(self.tracks.reshape(-1).numpy(), doc_sep)).view(batch_size, -1)
+        self.chunks_per_epoch = (self.track_len - 1) // context
+        self.served, self.state = 0, None           # chunks served; the carried model state
+        self.monitor = monitors.Monitor(**(monitor_cfg or {}))
+
+    # ---- training data -------------------------------------------------------------------------
+    def next_batch(self):
+        epoch, i = divmod(self.served, self.chunks_per_epoch)
+        if i == 0:
+            self.state = None                       # fresh states at every epoch start
+        s = i * self.context
+        x = self.tracks[:, s:s + self.context].clone()
+        y = self.tracks[:, s + 1:s + self.context + 1].clone()
+        reset = self.resets[:, s:s + self.context].clone()
+        if self.passkey_mix:
+            self._mix_passkeys(x, y, reset)
+        self.served += 1
+        return x, y, reset
+
+    def _mix_passkeys(self, x, y, reset):
+        """Replace some tracks' chunks by a passkey document (whole, inside the chunk) followed by
+        the stream; resets before and after the document. Drawn from (seed, chunk index): resumable."""
+        rng = np.random.default_rng([self.seed, self.served])
+        T = self.context
+        for b in np.nonzero(rng.random(self.batch_size) < self.passkey_mix)[0]:
+            key = f"{int(rng.integers(10000, 100000))}"
+            dist = int(rng.integers(PASSKEY_MIN_DIST, T - PASSKEY_OVERHEAD + 1))
+            text, _ = passkey_text(key, dist, rng)
+            ids = torch.from_numpy(tokenizer.encode(text).astype(np.int64))
+            n = len(ids)
+            x[b, :n], y[b, :n - 1] = ids, ids[1:]
+            y[b, n - 1] = x[b, n] if n < T else y[b, n - 1]
+            reset[b, 0] = True
+            if n < T:
+                reset[b, n] = True
+
+    def loss(self, model, batch):
+        dev = next(model.parameters()).device
+        x, y, reset = (t.to(dev) for t in batch)
+        state = move_state(self.state, dev) if self.state is not None else None
+        _, new_state, loss = model(x, state, reset, targets=y)
+        self.state = detach_state(new_state)
+        return loss
+
+    # ---- evaluation -----------------------------------------------------------------------------
+    def evaluate(self, model):
+        metrics = evaluate_stream(model, self.val, self.batch_size, self.context, self.eval_chunks, self.doc_sep)
+        self.last_val = metrics["val_loss"]       # the monitors' overfit rule reads it in on_eval
+        return metrics
+
+    def on_start(self, model, device, log):
+        log.line(kernels.describe(model.config.kernels, device))
+
+    def after_backward(self, model, step):
+        self.monitor.accumulate_grads(model)
+
+    def on_eval(self, model, step, log, state):
+        stop = self.monitor.report(model, self.val, step, log, state, self.context, self.batch_size,
+                                   self.last_val)
+        if self.sample_tokens:
+            from seqlab.text.task import sample
+            text = sample(model, self.prompt, self.sample_tokens, seed=self.seed)
+            log.line(f"Sample @ {step}: {text!r}")
+            log.event("sample", step=step, prompt=self.prompt, text=text)
+        return stop
+
+    # ---- resume ---------------------------------------------------------------------------------
+    def state_dict(self):
+        return {"served": self.served, "state": self.state, "monitor": self.monitor.state_dict()}
+
+    def load_state_dict(self, d):
+        self.served, self.state = int(d["served"]), d["state"]
+        self.monitor.load_state_dict(d.get("monitor", {}))
+
+    def describe(self):
+        return {"data_dir": str(self.data_dir), "n_train_tokens": int(self.tracks.numel()), "n_val_tokens": len(self.val),
+                "tracks": self.batch_size, "track_len": self.track_len, "chunks_per_epoch": self.chunks_per_epoch,
+                "doc_sep": self.doc_sep, "doc_starts_train": int(self.resets.sum()), "passkey_mix": self.passkey_mix}

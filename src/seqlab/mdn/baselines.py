@@ -1,0 +1,180 @@
+"""Reference forecasters every SpacingMDN number is compared with, on the same positions.
+
+  wigner_iid    each spacing i.i.d. from the GUE Wigner surmise (no fitting at all)
+  marginal_iid  each spacing i.i.d. from the train spacings' histogram (Freedman-Diaconis bins)
+  ar            Gaussian AR(p) on the centred spacings, fitted on train (Yule-Walker via the
+                Levinson-Durbin recursion); p is chosen on train: fit on the first 90% of the
+                train stream, pick the order with the lowest NLL on the last 10%, refit on all.
+                At position t it uses AR(min(p, t+1)): only the t+1 spacings the model sees.
+
+i.i.d. baselines are `IID` objects (nll, cdf, crps, sample); the AR forecast of every
+(window, position) is a one-component mixture, scored by seqlab.mdn.mixture like the models.
+"""
+import math
+
+import numpy as np
+import torch
+
+from seqlab.mdn import mixture
+from seqlab.zeta import rmt
+
+AR_ORDERS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 255)
+
+
+class IID:
+    """A fixed distribution on s >= 0 used for every position, given by its log-density and CDF.
+
+    CRPS(y) = int_0^y F(x)^2 dx + int_y^inf (1 - F(x))^2 dx, by the trapezoid rule on a grid of
+    step `dx` up to `x_max` (F = 1 beyond it); error O(dx^2).
+    """
+
+    def __init__(self, name, logpdf, cdf_fn, x_max, dx=1e-3):
+        self.name, self._logpdf, self._cdf = name, logpdf, cdf_fn
+        self.grid = np.arange(0.0, x_max + dx, dx)
+        F = np.clip(self._cdf(self.grid), 0.0, 1.0)
+        self.grid_cdf = F
+        self.below = np.concatenate([[0.0], np.cumsum(0.5 * (F[1:] ** 2 + F[:-1] ** 2) * dx)])
+        tail = 0.5 * ((1 - F[1:]) ** 2 + (1 - F[:-1]) ** 2) * dx
+        self.above = np.concatenate([np.cumsum(tail[::-1])[::-1], [0.0]])
+        self.mean = float(np.sum(0.5 * ((1 - F[1:]) + (1 - F[:-1]))) * dx)  # E[S] = int (1 - F)
+
+    def nll(self, y):
+        """-log p(y) in nats per spacing."""
+        return -self._logpdf(np.asarray(y, dtype=np.float64))
+
+    def cdf(self, y):
+        return self._cdf(np.asarray(y, dtype=np.float64))
+
+    def crps(self, y):
+        """CRPS in spacing units (see the class docstring)."""
+        y = np.asarray(y, dtype=np.float64)
+        inside = np.interp(y, self.grid, self.below) + np.interp(y, self.grid, self.above)
+        beyond = self.below[-1] + (y - self.grid[-1])  # F = 1 past the grid: only the first integral grows
+        return np.where(y <= self.grid[-1], inside, beyond)
+
+    def mass_below_zero(self):
+        return 0.0
+
+    def sample(self, shape, rng):
+        """i.i.d. draws by inverse-CDF interpolation on the grid."""
+        return np.interp(rng.random(shape), self.grid_cdf, self.grid)
+
+
+def wigner_iid():
+    """The GUE Wigner surmise p(s) = (32/pi^2) s^2 exp(-4 s^2/pi); entropy 0.5288 nats."""
+    return IID("wigner_iid", rmt.wigner_logpdf, rmt.wigner_cdf, x_max=6.0)
+
+
+def marginal_iid(train_spacings):
+    """Histogram density of the train spacings on [0, 1.5 max]; bin width by Freedman-Diaconis
+    (clipped to [0.005, 0.1]); 0.5 pseudo-counts per bin so no val value gets zero density."""
+    s = np.asarray(train_spacings, dtype=np.float64).ravel()
+    q75, q25 = np.percentile(s, [75, 25])
+    h = float(np.clip(2 * (q75 - q25) / len(s) ** (1 / 3), 0.005, 0.1))
+    edges = np.arange(0.0, 1.5 * s.max() + h, h)
+    counts = np.histogram(s, edges)[0] + 0.5
+    dens = counts / (counts.sum() * h)
+    cum = np.concatenate([[0.0], np.cumsum(counts) / counts.sum()])
+
+    def logpdf(y):
+        b = np.clip((y // h).astype(np.int64), 0, len(dens) - 1)
+        return np.where(y >= 0, np.log(dens[b]), -np.inf)
+
+    def cdf_fn(y):
+        return np.interp(y, edges, cum)
+
+    iid = IID("marginal_iid", logpdf, cdf_fn, x_max=float(edges[-1]))
+    iid.bin_width = h
+    return iid
+
+
+# ---- Gaussian AR(p) -----------------------------------------------------------------------------
+def autocovariance(x, max_lag):
+    """Biased sample autocovariance c_0..c_max_lag of a 1-D array (FFT, O(n log n))."""
+    x = np.asarray(x, dtype=np.float64) - np.mean(x)
+    n = len(x)
+    f = np.fft.rfft(x, 2 ** int(math.ceil(math.log2(2 * n))))
+    return np.fft.irfft(f * np.conj(f))[: max_lag + 1] / n
+
+
+def levinson(c, max_p):
+    """Yule-Walker AR coefficients of every order 1..max_p from autocovariances c.
+
+    Returns (phi, v): phi[q - 1, :q] are AR(q)'s coefficients (lag 1 first), v[q] the
+    one-step innovation variance of AR(q) (v[0] = c_0).
+    """
+    phi = np.zeros((max_p, max_p))
+    v = np.zeros(max_p + 1)
+    v[0] = c[0]
+    prev = np.zeros(0)
+    for q in range(1, max_p + 1):
+        k = (c[q] - prev @ c[1:q][::-1] if q > 1 else c[1]) / v[q - 1]
+        cur = np.concatenate([prev - k * prev[::-1], [k]])
+        phi[q - 1, :q] = cur
+        v[q] = v[q - 1] * (1 - k * k)
+        prev = cur
+    return phi, v
+
+
+class GaussianAR:
+    """AR(p) forecaster: s_{t+1} ~ N(m + sum_j phi_j (s_{t+1-j} - m), v_q), q = min(p, t+1)."""
+
+    def __init__(self, stream, p, max_p=None):
+        self.max_p = max(p, max_p or p)
+        self.mean = float(np.mean(stream))
+        self.phi, self.v = levinson(autocovariance(stream, self.max_p), self.max_p)
+        self.p = p
+        self.name = f"ar{p}"
+
+    def coef_matrix(self, T, p=None):
+        """(T, T) matrix A with prediction_t = m + sum_j A[t, j] (s_j - m), using min(p, t+1) lags."""
+        p = p or self.p
+        A = np.zeros((T, T))
+        for t in range(T):
+            q = min(p, t + 1)
+            A[t, t + 1 - q: t + 1] = self.phi[q - 1, :q][::-1]
+        return A
+
+    def sigma(self, T, p=None):
+        p = p or self.p
+        return np.sqrt(self.v[np.minimum(p, np.arange(1, T + 1))])
+
+    def predict(self, wins, pos, p=None):
+        """Mixture (N, P, 1) for windows (N, T+1) at positions pos (all ranks < T)."""
+        w = np.asarray(wins, dtype=np.float64)
+        T = w.shape[1] - 1
+        A = self.coef_matrix(T, p)[np.asarray(pos)]
+        mu = self.mean + (w[:, :T] - self.mean) @ A.T
+        sig = np.broadcast_to(self.sigma(T, p)[np.asarray(pos)], mu.shape)
+        return mixture.gaussian(torch.from_numpy(mu), torch.from_numpy(np.ascontiguousarray(sig)))
+
+    def next_mixture(self, history):
+        """One-step forecast from each row of history (N, L) using its last min(p, L) values."""
+        h = np.asarray(history, dtype=np.float64)
+        q = min(self.p, h.shape[1])
+        mu = self.mean + (h[:, -q:] - self.mean) @ self.phi[q - 1, :q][::-1]
+        return mixture.gaussian(torch.from_numpy(mu), torch.full((len(h),), math.sqrt(self.v[q]), dtype=torch.float64))
+
+
+def fit_ar(stream, window, orders=AR_ORDERS, holdout=0.1):
+    """AR baseline with p chosen on train (see module docstring). `window` = T+1 of the eval windows.
+
+    Returns (GaussianAR fitted on the whole stream, {p: held-out NLL in nats per spacing}).
+    """
+    s = np.asarray(stream, dtype=np.float64)
+    T = window - 1
+    orders = [p for p in orders if p <= T] or [1]
+    cut = int(len(s) * (1 - holdout))
+    held = s[cut:]
+    n = len(held) // window
+    if cut < 2 * window or n < 1:  # too little data to choose: keep the smallest order
+        return GaussianAR(s, orders[0]), {}
+    fit = GaussianAR(s[:cut], orders[0], max_p=max(orders))
+    wins = held[: n * window].reshape(n, window)
+    pos = np.arange(T)
+    scores = {}
+    for p in orders:
+        m = fit.predict(wins, pos, p)
+        scores[p] = float(mixture.nll(m, torch.from_numpy(wins[:, 1:])).mean())
+    best = min(scores, key=scores.get)
+    return GaussianAR(s, best), scores

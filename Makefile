@@ -37,5 +37,6 @@ demo-mdn: install
 test: install
 	OMP_NUM_THREADS=1 $(PY) -m pytest -q tests
 
+# figures to out/bench/ (scratch); `make bench SAVE=--save` rewrites the committed results/bench/
 bench: install
-	for b in scripts/bench_*.py; do $(PY) $$b || exit 1; done
+	for b in scripts/bench_*.py; do $(PY) $$b $(SAVE) || exit 1; done

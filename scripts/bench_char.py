@@ -11,10 +11,10 @@
 (c) nanoGPT's CPU Shakespeare setting (4x128, context 64, batch 12, lr 1e-3 cosine to 1e-4,
     warmup 100, beta2 0.99, windows at every offset, 2000 steps, dropout 0, 90/10 split): the
     val loss reached on the whole val split.
-Figures go to results/bench/char.json; the last line printed is a one-line summary.
+Figures go to out/bench/char.json (results/bench/char.json, the committed ones, with --save); the last line
+printed is a one-line summary.
 """
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT / "src"))
 import torch  # noqa: E402
 
 import train_char  # noqa: E402
-from seqlab.core import engine  # noqa: E402
+from seqlab.core import bench, engine  # noqa: E402
 from seqlab.text import data as text_data  # noqa: E402
 from seqlab.text.model import CharConfig, CharTransformer  # noqa: E402
 
@@ -65,6 +65,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--shakespeare", action="store_true", help="also run (c), about 3 minutes")
     p.add_argument("--steps", type=int, default=300, help="steps for (a) and the small config of (b)")
+    bench.add_save_flag(p)
     args = p.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench_char_"))
     data = tmp / "pydoc"
@@ -108,13 +109,10 @@ def main():
                                      "nanogpt_reference": 1.88}
             print(f"(c) Tiny Shakespeare val loss {s['best']:.4f} at step {s['best_step']} (nanoGPT: about 1.88)")
             summary += f" | shakespeare val {s['best']:.4f} (nanoGPT 1.88)"
-    out = ROOT / "results" / "bench"
-    out.mkdir(parents=True, exist_ok=True)
-    prev = json.loads((out / "char.json").read_text()) if (out / "char.json").is_file() else {}
+    prev = bench.previous("char")
     if "shakespeare" in prev and "shakespeare" not in result:
         result["shakespeare"] = prev["shakespeare"]  # keep the last long-study figure
-    (out / "char.json").write_text(json.dumps(result, indent=2))
-    print(f"bench_char: {summary} -> results/bench/char.json")
+    print(f"bench_char: {summary} -> {bench.write('char', result, args.save)}")
 
 
 if __name__ == "__main__":

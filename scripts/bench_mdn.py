@@ -11,7 +11,8 @@
 (c) the GPU default model (6x256, 8 heads, K=8) on this CPU: steps/s at batch 16, and the batch-512
     step time extrapolated linearly in batch size (--full measures it).
 Data: 500k i.i.d. Wigner-surmise spacings generated in a temp folder (speed does not depend on
-the values). Figures go to results/bench/mdn.json; the last line printed is a one-line summary.
+the values). Figures go to out/bench/mdn.json (results/bench/mdn.json, the committed ones, with --save);
+the last line printed is a one-line summary.
 """
 import argparse
 import json
@@ -27,7 +28,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import train_mdn  # noqa: E402
-from seqlab.core import engine  # noqa: E402
+from seqlab.core import bench, engine  # noqa: E402
 from seqlab.zeta import rmt, spacings as spacing_data  # noqa: E402
 from seqlab.mdn.task import PRESETS, StreamSampler  # noqa: E402
 from seqlab.mdn.model import MDNConfig, SpacingMDN  # noqa: E402
@@ -68,6 +69,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--steps", type=int, default=12, help="timed steps per measurement")
     p.add_argument("--full", action="store_true", help="also time one GPU-default step at batch 512")
+    bench.add_save_flag(p)
     args = p.parse_args()
     cpu = {k: PRESETS["cpu"][k] for k in ("n_layer", "n_head", "n_embd")}
     res = {"threads": torch.get_num_threads(), "torch": torch.__version__}
@@ -90,14 +92,12 @@ def main():
         if args.full:
             sps, sh = bare_loop(data, GPU, 512, 1)
             res["gpu_default_on_cpu"].update(batch512_step_s_measured=1 / sps, batch512_loader_share=sh)
-    out = ROOT / "results" / "bench"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "mdn.json").write_text(json.dumps(res, indent=2))
+    written = bench.write("mdn", res, args.save)
     c, g = res["cpu_preset"], res["gpu_default_on_cpu"]
     print(json.dumps(res, indent=2))
     print(f"E0 --preset cpu: {c['engine_steps_per_s']:.2f} steps/s through the engine ({c['engine_over_bare']:.2f}x bare loop), "
           f"loader {100 * c['loader_share']:.2f}% of step time (target < 5%) | GPU default on CPU: "
-          f"{g['batch16_steps_per_s']:.2f} steps/s at batch 16, ~{g['batch512_step_s_extrapolated']:.0f} s per batch-512 step")
+          f"{g['batch16_steps_per_s']:.2f} steps/s at batch 16, ~{g['batch512_step_s_extrapolated']:.0f} s per batch-512 step -> {written}")
 
 
 if __name__ == "__main__":

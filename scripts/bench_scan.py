@@ -17,10 +17,10 @@ choice: all cores). With one thread the times are CPU seconds of this process
 (time.process_time), which on a machine shared with other jobs measure the work done rather than
 the waiting; with more threads CPU seconds add up over threads, so the times are wall seconds
 (then run it on an idle machine). Both clocks are recorded.
-Figures go to results/bench/scan.json; the last line printed is a one-line summary.
+Figures go to out/bench/scan.json (results/bench/scan.json, the committed ones, with --save); the last line
+printed is a one-line summary.
 """
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 import torch  # noqa: E402
 
+from seqlab.core import bench  # noqa: E402
 from seqlab.hybrid import scan  # noqa: E402
 from seqlab.hybrid.model import DEFAULT_LAYOUT, HybridConfig, HybridLM  # noqa: E402
 
@@ -97,6 +98,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch threads (default: all cores)")
     p.add_argument("--repeats", type=int, default=6)
+    bench.add_save_flag(p)
     p.add_argument("--model-steps", type=int, default=2, help="timed training steps per model in (b)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -127,13 +129,11 @@ def main():
     res.update(hybrid_tokens_per_s=hyb, attention_tokens_per_s=att, hybrid_params=n_hyb, attention_params=n_att,
                hybrid_layout=DEFAULT_LAYOUT)
     rd, md = res["rwkv_max_diff"], res["mamba_max_diff"]
-    out = ROOT / "results" / "bench"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "scan.json").write_text(json.dumps(res, indent=2))
+    written = bench.write("scan", res, args.save)
     print(f"bench_scan ({args.threads} thread{'s' * (args.threads > 1)}): RWKV chunked {res['rwkv_speedup']:.1f}x "
           f"(max diff {rd:.1e}), Mamba chunked "
           f"{res['mamba_speedup']:.1f}x (max diff {md:.1e}) vs sequential | hybrid {hyb:,.0f} vs attention "
-          f"{att:,.0f} tokens/s -> results/bench/scan.json")
+          f"{att:,.0f} tokens/s -> {written}")
 
 
 if __name__ == "__main__":

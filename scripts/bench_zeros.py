@@ -8,10 +8,10 @@ flint's log table). Flint: acb.zeta_zeros at its default 53-bit precision on the
 --flint-count zeros of the same block. Reports zeros/s for both, their ratio, the max |difference|
 on the overlap (t units), and the projected time for all 2,001,052 zeros from our rate near
 n = 1e6 (one process; the chunks are independent, so W workers divide it by up to W).
-Figures go to results/bench/zeros.json; the last line printed is a one-line summary.
+Figures go to out/bench/zeros.json (results/bench/zeros.json, the committed ones, with --save); the last line
+printed is a one-line summary.
 """
 import argparse
-import json
 import os
 import sys
 import time
@@ -25,6 +25,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 import numpy as np  # noqa: E402
 
+from seqlab.core import bench  # noqa: E402
 from seqlab.zeta import zeros as zeta  # noqa: E402
 
 N_2M = 2_001_052
@@ -34,6 +35,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n", type=int, default=1_000_000, help="first zero of the block")
     p.add_argument("--count", type=int, default=2000, help="zeros in the block")
+    bench.add_save_flag(p)
     p.add_argument("--flint-count", type=int, default=2000, help="zeros of the block that flint computes (~20 s per 1,000)")
     args = p.parse_args()
     zeta.compute_zeros(args.n + args.count, 50)  # warm-up: imports, log tables
@@ -62,12 +64,10 @@ def main():
               "max_diff": max_diff, "max_diff_flint96_first50": max_diff_96, "projected_2M_s": N_2M / ours_rate, "projected_2M_s_2_workers": N_2M / ours_rate / 2,
               "checks": checks, "cpu_count": os.cpu_count(), "load_avg_1min": os.getloadavg()[0],
               "note": "one process; flint at 53-bit precision; the load average says how busy the shared machine was"}
-    out = ROOT / "results" / "bench"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "zeros.json").write_text(json.dumps(result, indent=2) + "\n")
+    written = bench.write("zeros", result, args.save)
     print(f"bench_zeros: ours {ours_rate:,.0f} zeros/s vs flint {flint_rate:,.1f} zeros/s = {result['ratio']:,.0f}x, "
           f"max diff {max_diff:.1e}, projected 2M {result['projected_2M_s']:.0f} s on one core "
-          f"(load {result['load_avg_1min']:.1f}) -> results/bench/zeros.json")
+          f"(load {result['load_avg_1min']:.1f}) -> {written}")
 
 
 if __name__ == "__main__":

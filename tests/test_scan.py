@@ -10,7 +10,7 @@ REL = 1e-5
 def rwkv_inputs(b=2, T=37, H=2, K=8, seed=0, strong=False):
     g = torch.Generator().manual_seed(seed)
     r, k, v = (torch.randn(b, T, H, K, generator=g) * 0.5 for _ in range(3))
-    # log retentions spanning no memory (clamped at LOG_W_MIN) to long memory
+    # log retentions spanning no memory (floored at LOG_W_MIN) to long memory
     logw = -torch.exp(torch.randn(b, T, H, K, generator=g) * (2.5 if strong else 1.0) - 1)
     u = torch.randn(H, K, generator=g) * 0.5
     s0 = torch.randn(b, H, K, K, generator=g) * 0.3
@@ -197,3 +197,29 @@ def test_chunked_forms_leave_their_inputs_alone(b, H):
     before = [t.clone() for t in (x, dt, A, Bm, Cm, h0)]
     scan.mamba_chunked(x, dt, A, Bm, Cm, h0, chunk=4)
     assert all(torch.equal(t, c) for t, c in zip((x, dt, A, Bm, Cm, h0), before))
+
+
+@pytest.mark.parametrize("form", ["sequential", "chunked", "chunked_autograd"])
+def test_gradient_reaches_logw_below_the_floor(form):
+    """A channel floored at LOG_W_MIN still gets the gradient that raises its retention (no dead zone);
+    a gradient pushing it further below the floor is dropped (no drift). Same in every form."""
+    r, k, v, logw, u, s0 = (t.detach() for t in rwkv_inputs(T=6))     # short: e^(-8 * 6) is still far from 0
+    k, v, s0 = k.abs(), v.abs(), s0.abs() + 0.1          # positive state: more retention = larger state
+    logw = torch.full_like(logw, scan.LOG_W_MIN - 3.0)
+    logw[..., 0] = -0.5                                  # one channel above the floor
+    fn = getattr(scan, "rwkv_" + form)
+    grads = []
+    for sign in (-1.0, 1.0):                             # loss -sum(S): wants memory; +sum(S): wants less
+        lw = logw.clone().requires_grad_()
+        _, s = fn(r, k, v, lw, u, state=s0)
+        (sign * s.sum()).backward()
+        grads.append(lw.grad)
+    up, down = grads
+    below = logw < scan.LOG_W_MIN
+    assert (up[below] < 0).all()                         # descent raises log w back towards the floor
+    assert (down[below] == 0).all() and (down[~below] > 0).any()
+    if form != "sequential":                             # equal to the reference's gradient
+        lw = logw.clone().requires_grad_()
+        _, s = scan.rwkv_sequential(r, k, v, lw, u, state=s0)
+        (-s.sum()).backward()
+        assert torch.allclose(lw.grad, up, rtol=1e-9, atol=1e-12)

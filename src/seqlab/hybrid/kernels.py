@@ -85,7 +85,7 @@ def rwkv_fla(r, k, v, logw, u, state):
     (b, H, K, K) or None -> y (b, T, H, K) in r's dtype, final state (float32)."""
     dtype = r.dtype
     r, k, v, logw, u = (t.float() for t in (r, k, v, logw, u))
-    y, S = _kernel("fla")(r, k, v, logw.clamp(min=scan.LOG_W_MIN), u, scale=1.0,
+    y, S = _kernel("fla")(r, k, v, scan.floor_log_retention(logw), u, scale=1.0,
                           initial_state=None if state is None else state.float(), output_final_state=True)
     return y.to(dtype), S
 

@@ -97,9 +97,11 @@ class Mamba(nn.Module):
 class MambaBlock(nn.Module):
     """Pre-LN Mamba layer: x + gamma * Mamba(ln x)."""
     kind = "M"
+    PARTS = ("layer",)
 
     def __init__(self, n_embd, gamma_init=0.01, d_state=16, chunk=16, scan_mode="auto", kernels="torch"):
         super().__init__()
+        self.off = set()       # ablation: {"layer"} drops the update, the state still advances
         self.ln = nn.LayerNorm(n_embd)
         self.mixer = Mamba(n_embd, d_state, chunk=chunk, scan_mode=scan_mode, kernels=kernels)
         self.gamma = nn.Parameter(torch.full((n_embd,), float(gamma_init)))
@@ -111,7 +113,8 @@ class MambaBlock(nn.Module):
 
     def delta(self, x, state, reset=None):
         y, state = self.mixer(self.ln(x), state, reset)
-        return self.gamma * y, state
+        d = self.gamma * y
+        return (torch.zeros_like(d) if self.off else d), state
 
     def forward(self, x, state, reset=None):
         d, state = self.delta(x, state, reset)

@@ -63,11 +63,13 @@ def check_layout(layout, n_layer):
 class AttentionLayer(nn.Module):
     """The shared causal Block with a layer scale, over the chunk-so-far cache (its state)."""
     kind = "A"
+    PARTS = ("layer",)
 
     def __init__(self, n_embd, n_head, gamma_init):
         super().__init__()
         self.block = Block(n_embd, n_head, 4 * n_embd)
         self.gamma = nn.Parameter(torch.full((n_embd,), float(gamma_init)))
+        self.off = set()       # ablation: {"layer"} drops the update (seqlab.hybrid.ablation)
 
     def init_state(self, B, device, dtype=torch.float32):
         return (torch.zeros(B, 0, self.gamma.numel(), device=device, dtype=dtype),
@@ -86,22 +88,25 @@ class AttentionLayer(nn.Module):
             L = full.shape[1]
             mask = torch.ones(L, L, dtype=torch.bool, device=x.device).tril() & (fseg.unsqueeze(-1) == fseg.unsqueeze(-2))
             out = self.block(full, mask.unsqueeze(1))[:, -T:]                  # (B, 1, L, L) mask
-        return self.gamma * (out - x), (full, fseg)
+        d = self.gamma * (out - x)
+        return (torch.zeros_like(d) if self.off else d), (full, fseg)
 
 
 class ParallelLayer(nn.Module):
     """x + alpha * dR(x) + (1 - alpha) * dM(x): an RWKV and a Mamba layer reading the same input."""
     kind = "P"
+    PARTS = ("rwkv", "mamba", "layer")
 
-    def __init__(self, c):
+    def __init__(self, c, layer_id=0):
         super().__init__()
-        self.r = RWKVBlock(c.n_embd, c.n_head, c.gamma_init, c.chunk, c.scan, c.kernels)
+        self.r = RWKVBlock(c.n_embd, c.n_head, c.gamma_init, c.chunk, c.scan, c.kernels, layer_id, c.n_layer)
         self.m = MambaBlock(c.n_embd, c.gamma_init, c.d_state, c.chunk, c.scan, c.kernels)
         logit = math.log(c.alpha / (1 - c.alpha))
         if c.learnable_alpha:
             self.alpha_logit = nn.Parameter(torch.tensor(logit))
         else:
             self.register_buffer("alpha_logit", torch.tensor(logit))
+        self.off = set()       # ablation: any of PARTS (seqlab.hybrid.ablation)
 
     def init_state(self, B, device, dtype=torch.float32):
         return (self.r.init_state(B, device, dtype), self.m.init_state(B, device, dtype))
@@ -110,7 +115,8 @@ class ParallelLayer(nn.Module):
         a = torch.sigmoid(self.alpha_logit)
         dr, sr = self.r.delta(x, state[0], reset)
         dm, sm = self.m.delta(x, state[1], reset)
-        return a * dr + (1 - a) * dm, (sr, sm)
+        d = a * dr * float(not self.off & {"rwkv", "layer"}) + (1 - a) * dm * float(not self.off & {"mamba", "layer"})
+        return d, (sr, sm)
 
 
 def state_norm(t, groups, eps=1e-6):
@@ -134,15 +140,15 @@ class HybridLM(nn.Module):
         self.tok_emb = nn.Embedding(c.vocab_size, c.n_embd)
         self.pos_emb = nn.Embedding(c.context, c.n_embd) if c.pos_emb else None
         layers = []
-        for kind in c.layout:
+        for i, kind in enumerate(c.layout):
             if kind == "R":
-                layers.append(RWKVBlock(c.n_embd, c.n_head, c.gamma_init, c.chunk, c.scan, c.kernels))
+                layers.append(RWKVBlock(c.n_embd, c.n_head, c.gamma_init, c.chunk, c.scan, c.kernels, i, c.n_layer))
             elif kind == "M":
                 layers.append(MambaBlock(c.n_embd, c.gamma_init, c.d_state, c.chunk, c.scan, c.kernels))
             elif kind == "A":
                 layers.append(AttentionLayer(c.n_embd, c.n_head, c.gamma_init))
             else:
-                layers.append(ParallelLayer(c))
+                layers.append(ParallelLayer(c, i))
         self.layers = nn.ModuleList(layers)
         self.ln_f = nn.LayerNorm(c.n_embd)
         self.head = nn.Linear(c.n_embd, c.vocab_size, bias=False)
@@ -246,8 +252,9 @@ class HybridLM(nn.Module):
         return [n for n, _ in self.named_parameters() if any(k in n for k in keys)]
 
     def no_decay_names(self):
-        """No weight decay: decays, dt, A, layer scales, token-shift mixes, skip, alpha."""
-        keys = (".decay", ".dt_proj.", ".A_log", ".bonus", ".gamma", ".mu", ".D_skip", "alpha_logit", ".conv_bias")
+        """No weight decay: decays, dt, A, layer scales, token-shift mixes (and their low rank), skip, alpha."""
+        keys = (".decay", ".dt_proj.", ".A_log", ".bonus", ".gamma", ".mu", ".mix_w", ".D_skip", "alpha_logit",
+                ".conv_bias")
         return [n for n, _ in self.named_parameters() if any(k in n for k in keys)]
 
 

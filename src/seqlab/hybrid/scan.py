@@ -11,7 +11,7 @@ Glossary (code name: symbol, shape):
     b batch, T time, H heads, K head size (RWKV key and value width), D channels, N state size
     r, k, v  : r_t, k_t, v_t  receptance / key / value      (b, T, H, K)
     logw     : log w_t = -exp(.) <= 0, log retention per token (b, T, H, K); retention 1 = remember;
-               clamped at LOG_W_MIN in every form
+               floored at LOG_W_MIN in every form (floor_log_retention: gradients pass)
     u        : u, the bonus of the current token              (H, K)
     S        : S_t, the matrix state of a head                (b, H, K, K), rows = key channels
     x, dt    : x_t, Delta_t > 0                               (b, T, D)
@@ -43,6 +43,34 @@ LOG_W_MIN = -5.0
 MAX_CHUNK = 16
 
 
+def _floor_grad(logw, g):
+    """The floor's gradient: g where log w >= LOG_W_MIN, and below it only where descent (-g) would raise log w."""
+    return g * ((logw >= LOG_W_MIN) | (g < 0)).to(g.dtype)
+
+
+class _Floor(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, logw):
+        ctx.save_for_backward(logw)
+        return logw.clamp(min=LOG_W_MIN)
+
+    @staticmethod
+    def backward(ctx, g):
+        return _floor_grad(ctx.saved_tensors[0], g)
+
+
+def floor_log_retention(logw):
+    """max(log w, LOG_W_MIN) with no gradient dead zone below the floor.
+
+    A plain clamp gives a channel below the floor zero gradient, so it could never learn its way
+    back to longer memory. Here the forward is the clamp; the backward passes the gradient where
+    log w >= LOG_W_MIN and, below the floor, wherever a descent step would raise log w (g < 0: a
+    one-sided straight-through estimator); a gradient pushing further down is dropped, so a channel
+    does not drift ever lower while its forward value stays at the floor.
+    """
+    return _Floor.apply(logw)
+
+
 # ---- RWKV ------------------------------------------------------------------------------------
 
 def _zero_if(state, reset_t):
@@ -55,10 +83,10 @@ def _zero_if(state, reset_t):
 def rwkv_step(r, k, v, logw, u, state, reset=None):
     """One token: r, k, v, logw (b, H, K); state (b, H, K, K); reset (b,) or None -> y (b, H, K), state."""
     state = _zero_if(state, reset)
-    logw = logw.clamp(min=LOG_W_MIN)
-    kv = k.unsqueeze(-1) * v.unsqueeze(-2)                                   # (b, H, K, K)
-    y = torch.einsum("bhk,bhkv->bhv", r, state + u.unsqueeze(-1) * kv)
-    return y, torch.exp(logw).unsqueeze(-1) * state + kv
+    logw = floor_log_retention(logw)
+    # y = r^T (S + diag(u) k v^T) = r^T S + (r . u k) v: no (K, K) temporary for the bonus
+    y = torch.einsum("bhk,bhkv->bhv", r, state) + (r * u * k).sum(-1, keepdim=True) * v
+    return y, torch.exp(logw).unsqueeze(-1) * state + k.unsqueeze(-1) * v.unsqueeze(-2)
 
 
 def rwkv_sequential(r, k, v, logw, u, state=None, reset=None):
@@ -113,7 +141,7 @@ def rwkv_chunked_autograd(r, k, v, logw, u, state=None, reset=None, chunk=16):
         raise ValueError(f"chunk {L} > {MAX_CHUNK}: the exponents could overflow float32")
     if state is None:
         state = r.new_zeros(b, H, K, K)
-    logw = logw.clamp(min=LOG_W_MIN)
+    logw = floor_log_retention(logw)
     # (b, T, H, K) -> (b, H, n, L, K), one copy each, so the matmuls below need no more copies
     rc, kc, vc, wc = (_chunks(t.transpose(1, 2).flatten(0, 1), L).view(b, H, -1, L, K) for t in (r, k, v, logw))
     lam = wc.cumsum(3)                        # Lam_t, inclusive
@@ -313,7 +341,7 @@ class _RWKVChunked(torch.autograd.Function):
         dlam[:, :, -1:] += g4.sum(2, keepdim=True) + (dcarry * carry).transpose(-1, -2)
         # lam = cumsum(wc), lam_prev = lam - wc: a reverse cumsum (one small matmul)
         dwc = torch.matmul(torch.ones(L, L, dtype=dlam.dtype, device=dlam.device).triu(), dlam).sub_(dlam_prev)
-        dlogw = _from_chunks(dwc, b, T, H) * (logw >= LOG_W_MIN)
+        dlogw = _floor_grad(logw, _from_chunks(dwc, b, T, H))             # floor_log_retention's backward
         return (_from_chunks(dr, b, T, H), _from_chunks(dk, b, T, H), _from_chunks(dv, b, T, H), dlogw, du,
                 g.view(b, H, K, K), None, None)
 

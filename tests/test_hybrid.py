@@ -269,6 +269,18 @@ def test_eval_and_diagnose_scripts(train_hybrid, tmp_path):
     assert (res / "g35.png").is_file() and len((res / "g35.jsonl").read_text().splitlines()) == 4
 
 
+def test_ablate_script(train_hybrid, tmp_path):
+    import ablate_hybrid
+    _, out = train_hybrid()
+    res = ablate_hybrid.main(["--ckpt", str(out / "best.pt"), "--output-dir", str(tmp_path / "abl"), "--batch-size", "2",
+                              "--eval-chunks", "2", "--n-boot", "50"])
+    names = [r["name"] for r in res["rows"]]
+    assert names[:2] == ["0:R RWKV time-mix", "0:R RWKV layer"] and "3:P R+M blend mamba" in names
+    assert all(r["ci95"][0] <= r["delta_bpc"] <= r["ci95"][1] for r in res["rows"])
+    assert res["chars"] == 2 * 2 * 16
+    assert (tmp_path / "abl" / "components.png").is_file() and (tmp_path / "abl" / "components.json").is_file()
+
+
 def test_old_static_mix_checkpoint_loads_exactly():
     """The promoted H1 RMRM checkpoint (static token-shift mix, decay rank 32) loads into the RWKV-6 block and its
     time-mix computes what the static block computed (a plain reimplementation from the raw tensors)."""

@@ -7,9 +7,11 @@
 x_n = theta(gamma_n)/pi + 1 (the smooth Riemann-von Mangoldt term), s_n = x_{n+1} - x_n (mean 1),
 validated (finite, > 0, <= 10), non-overlapping windows of 256, the last int(0.1 * n_windows)
 windows are val ("val_tail", the highest ordinates). 2,001,052 zeros give train (7035, 256) and
-val (781, 256). The zeros come from --zeros, else from data/zeros/ when a valid file covers them,
-else they are computed (scripts/prepare_zeros.py) and kept there. A sanity report goes to
-results/data_<name>/ (report.md + spacings.png).
+val (781, 256). The zeros come from --zeros, else from the cache folder (--cache-dir, default
+zeros/ beside --out-dir: data/zeros/ for data/<name>) when a valid file covers them, else they
+are computed (scripts/prepare_zeros.py) and kept there. A sanity report (report.md +
+spacings.png) goes to --report-dir: by default results/data_<name>/ for a dataset under the
+repo's data/, else <out-dir>/report/. Nothing else is written.
 """
 import os
 import sys
@@ -23,13 +25,13 @@ for _v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from seqlab.core import cli  # noqa: E402
+from seqlab.core import cli, paths  # noqa: E402
 from seqlab.core.errors import UserError  # noqa: E402
 
 N_2M = 2_001_052
 
 
-def get_zeros(n, zeros_path, workers, quiet):
+def get_zeros(n, zeros_path, workers, quiet, cache_dir):
     """(gamma_1..gamma_n, zeros file, its sidecar info), computing and caching them if needed."""
     import prepare_zeros
 
@@ -46,16 +48,23 @@ def get_zeros(n, zeros_path, workers, quiet):
         if len(g) < n:
             raise UserError(f"{p} holds {len(g):,} zeros, fewer than --n-zeros {n:,}")
         return g[:n], p, info
-    for cand in (prepare_zeros.default_out(1, n), prepare_zeros.default_out(1, N_2M)):
+    for cand in (prepare_zeros.default_out(1, n, cache_dir), prepare_zeros.default_out(1, N_2M, cache_dir)):
         got = zeta_io.load_zeros(cand, need_start=1, need_count=n)
         if got is not None:
             if not quiet:
                 print(f"reusing {cand} (sha256 verified)")
             return got[0], cand, got[1]
-    out = prepare_zeros.default_out(1, n)
+    out = prepare_zeros.default_out(1, n, cache_dir)
     info = prepare_zeros.compute(1, n, workers, out, overwrite=True, quiet=quiet)
     g = zeta_io.load_zeros(out)[0]
     return g, out, info
+
+
+def default_report_dir(out):
+    """results/data_<name> for a dataset in the repo's data/ (the committed reports), else <out>/report."""
+    if out.resolve().parent == paths.REPO_ROOT / "data":
+        return paths.REPO_ROOT / "results" / f"data_{out.name}"
+    return out / "report"
 
 
 def main(argv=None):
@@ -63,7 +72,10 @@ def main(argv=None):
     p.add_argument("--n-zeros", type=cli.positive_int, default=N_2M, help="use zeros n = 1 .. N (default 2,001,052)")
     p.add_argument("--out-dir", default="data/continuous_2M", help="dataset folder (train.pt, val.pt, meta.pt)")
     p.add_argument("--zeros", default=None, metavar="PATH", help="existing zeros table (.npy with sidecar, or text)")
-    p.add_argument("--report-dir", default=None, help="sanity report folder (default results/data_<out-dir name>)")
+    p.add_argument("--cache-dir", default=None,
+                   help="where computed zeros are kept and looked for (default: zeros/ beside --out-dir)")
+    p.add_argument("--report-dir", default=None,
+                   help="sanity report folder (default results/data_<name> for data/<name> in this repo, else <out-dir>/report)")
     p.add_argument("--no-report", action="store_true", help="skip the sanity report")
     p.add_argument("--workers", type=cli.positive_int, default=os.cpu_count() or 1)
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset in --out-dir")
@@ -78,11 +90,12 @@ def main(argv=None):
 
     from seqlab.zeta import spacings as spacing_data, report as spacing_report, zeros as zeta
     t = time.time()
-    gamma, zfile, zinfo = get_zeros(args.n_zeros, args.zeros, args.workers, args.quiet)
+    gamma, zfile, zinfo = get_zeros(args.n_zeros, args.zeros, args.workers, args.quiet,
+                                    Path(args.cache_dir) if args.cache_dir else out.parent / "zeros")
     t_zeros = time.time() - t
     s = zeta.unfolded_spacings(gamma)
     extra = {"n_zeros": int(len(gamma)), "gamma_min": float(gamma[0]), "gamma_max": float(gamma[-1]),
-             "unfolding": "x_n = theta(gamma_n)/pi + 1", "zeros_file": str(zfile),
+             "unfolding": "x_n = theta(gamma_n)/pi + 1", "zeros_file": paths.shown(zfile),
              "zeros_sha256": zinfo.get("sha256"), "zeros_method": zinfo.get("method")}
     source = f"zeta zeros n = 1..{len(gamma):,} ({zinfo.get('method', '?').split(';')[0]})"
     meta = spacing_data.prepare(s, out, source=source, extra_meta=extra, overwrite=args.overwrite)
@@ -91,12 +104,12 @@ def main(argv=None):
           f"train ({meta['n_train']}, {meta['seq_len']}) val ({meta['n_val']}, {meta['seq_len']}); "
           f"zeros {t_zeros:.1f} s, total {time.time() - t:.1f} s")
     if not args.no_report:
-        rdir = Path(args.report_dir or f"results/data_{out.name}")
+        rdir = Path(args.report_dir) if args.report_dir else default_report_dir(out)
         r = spacing_report.write_report(s, rdir, out.name, meta, notes=[
             "Expected: GUE at short range (histogram near the surmise, pair correlation near Montgomery's),",
             "lag-1 correlation near -0.35 at these heights, and a number variance that saturates near",
             "0.35-0.45 at large L (Berry 1988) instead of growing like (ln L)/pi^2."])
-        print(f"report -> {rdir}/report.md: entropy {r['entropy']:.4f} nats (Wigner {r['wigner_entropy']:.4f}), "
+        print(f"report -> {paths.shown(rdir)}/report.md: entropy {r['entropy']:.4f} nats (Wigner {r['wigner_entropy']:.4f}), "
               f"KS to Wigner {r['ks_wigner']:.4f}, Sigma^2(10) {r['number_variance'][7]:.3f}")
     return meta
 

@@ -26,8 +26,8 @@ from seqlab.core.errors import UserError  # noqa: E402
 N_2M = 2_001_052  # the size of the user's continuous_2M set
 
 
-def default_out(start, count):
-    return Path("data/zeros") / f"zeros_{start}_{start + count - 1}.npy"
+def default_out(start, count, folder="data/zeros"):
+    return Path(folder) / f"zeros_{start}_{start + count - 1}.npy"
 
 
 def versions():

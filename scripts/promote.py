@@ -10,8 +10,12 @@
    the registry table of checkpoints/README.md (name, family, metric, step, config hash,
    git commit, date).
 Everything is computed in a scratch folder first and moved into place only when all steps
-succeeded, so a failure leaves nothing half-written. An existing name needs --force.
+succeeded, so a failure leaves nothing half-written. A results/<name>/ folder that already holds
+eval or diagnose outputs of the same run (the usual: evaluate first, then promote) is added to;
+only a real clash is refused without --force: a promoted checkpoint of that name, or results
+written from another run's checkpoint.
 """
+import json
 import re
 import shutil
 import subprocess
@@ -52,6 +56,34 @@ def upsert_row(md_path, name, row, title):
     return head + START + "\n" + "\n".join(lines) + "\n" + END + tail
 
 
+def results_owners(folder):
+    """{file name: the checkpoint path its rows were computed from} for the JSON / JSONL outputs in
+    `folder` that record one (eval and diagnose scripts write a "ckpt" key)."""
+    owners = {}
+    for f in sorted(Path(folder).glob("*.json*")):
+        try:
+            text = f.read_text()
+            rows = [json.loads(text)] if f.suffix == ".json" else [json.loads(ln) for ln in text.splitlines() if ln.strip()]
+        except (OSError, ValueError):
+            continue
+        for row in rows:
+            if isinstance(row, dict) and isinstance(row.get("ckpt"), str):
+                owners[f.name] = row["ckpt"]
+    return owners
+
+
+def clash(run, ckpt_dest, results_dest, root):
+    """Why promoting `run` under this name would overwrite someone else's work (None: it would not)."""
+    if ckpt_dest.exists():
+        return f"{ckpt_dest.relative_to(root)} already exists"
+    if results_dest.exists():
+        for name, ckpt in results_owners(results_dest).items():
+            path = Path(ckpt) if Path(ckpt).is_absolute() else ROOT / ckpt
+            if path.resolve().parent != run:
+                return f"{results_dest.relative_to(root)}/{name} was computed from another run ({ckpt})"
+    return None
+
+
 def main(argv=None):
     p = cli.OneLineParser(description=__doc__, formatter_class=cli.argparse.RawDescriptionHelpFormatter)
     p.add_argument("run_dir", help="finished run folder (out/<name>) with best.pt")
@@ -72,8 +104,9 @@ def main(argv=None):
     family = ck["family"]
     ckpt_dest = root / "checkpoints" / f"{args.name}_best.pt"
     results_dest = root / "results" / args.name
-    if (ckpt_dest.exists() or results_dest.exists()) and not args.force:
-        raise UserError(f"'{args.name}' is already promoted ({ckpt_dest.relative_to(root)}); pass --force to replace it")
+    why = clash(run, ckpt_dest, results_dest, root)
+    if why and not args.force:
+        raise UserError(f"cannot promote as '{args.name}': {why}; pass --force to replace it, or choose another --name")
     tools = [t for t in TOOLS.get(family, []) if (ROOT / t).is_file()]
 
     with tempfile.TemporaryDirectory(dir=root) as scratch:
@@ -102,10 +135,14 @@ def main(argv=None):
         # everything computed: move into place
         (root / "checkpoints").mkdir(exist_ok=True)
         (root / "docs").mkdir(exist_ok=True)
-        if results_dest.exists():
+        if results_dest.exists() and why:  # --force over another run's results: replace them
             shutil.rmtree(results_dest)
-        results_dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(str(staged_results), results_dest)
+        results_dest.mkdir(parents=True, exist_ok=True)
+        for f in staged_results.iterdir():  # same run: the fresh outputs replace theirs, other files stay
+            target = results_dest / f.name
+            if target.is_dir():
+                shutil.rmtree(target)
+            shutil.move(str(f), target)
         shutil.move(str(staged_ckpt), ckpt_dest)
         (root / "docs" / "PROJECT_MAP.md").write_text(project_map)
         (root / "checkpoints" / "README.md").write_text(registry)

@@ -15,7 +15,7 @@ import json
 import math
 from pathlib import Path
 
-from seqlab.core import checkpoint, cli, device, runfolder
+from seqlab.core import checkpoint, cli, device, paths, runfolder
 from seqlab.hybrid import monitors
 from seqlab.text import data as text_data
 from seqlab.core.errors import UserError
@@ -116,7 +116,7 @@ def main(argv=None):
     if not rows:
         passed = None                      # nothing to gate: an attention-only layout has no recurrent state
     verdict = {True: "PASS", False: "FAIL", None: "N/A (no recurrent layers)"}[passed]
-    summary = {"summary": True, "ckpt": str(args.ckpt), "step": ckpt["step"], "layout": model.config.layout,
+    summary = {"summary": True, "ckpt": paths.shown(args.ckpt), "step": ckpt["step"], "layout": model.config.layout,
                "g35_pass": passed, "thresholds": monitors.G35}
     print(f"G3.5 gate: {verdict} ({len(rows)} recurrent layers, step {ckpt['step']})")
     if out:

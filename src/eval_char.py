@@ -8,7 +8,7 @@ also that run's loss curve (loss_curve.png).
 """
 import torch
 
-from seqlab.core import checkpoint, cli, device, runs
+from seqlab.core import checkpoint, cli, device, paths, runs
 from seqlab.text import data as text_data
 from seqlab.text.task import evaluate_split, sample
 from seqlab.core.errors import UserError
@@ -41,7 +41,7 @@ def main(argv=None):
     metrics = {k.replace("val_", f"{args.split}_"): v for k, v in metrics.items()}
     text = sample(model, args.prompt, args.max_new_tokens, args.temperature, args.top_k, args.seed) if args.max_new_tokens else ""
     m = ckpt["manifest"]
-    row = {"ckpt": str(args.ckpt), "data_dir": str(data_dir), "split": args.split, "step": ckpt["step"], **metrics,
+    row = {"ckpt": paths.shown(args.ckpt), "data_dir": paths.shown(data_dir), "split": args.split, "step": ckpt["step"], **metrics,
            "run_id": m["run_id"], "git_commit": m["git_commit"], "config_hash": m["config_hash"], "hook_list": m["hook_list"]}
     print(f"{args.split}: loss {metrics[f'{args.split}_loss']:.4f} nats/char | {metrics[f'{args.split}_bpc']:.4f} bits/char | "
           f"perplexity {metrics[f'{args.split}_ppl']:.3f} | {metrics[f'{args.split}_tokens']:,} chars scored "

@@ -9,7 +9,7 @@ Writes eval.json and persistence.png (and sample.txt) to --output-dir.
 """
 from pathlib import Path
 
-from seqlab.core import checkpoint, cli, device, runs
+from seqlab.core import checkpoint, cli, device, paths, runs
 from seqlab.hybrid import probes, streams
 from seqlab.text import data as text_data
 from seqlab.text.task import sample
@@ -95,7 +95,7 @@ def main(argv=None):
         print(f"persistence layer {name}: {curve[0]:.3g} right after, {curve[-1]:.3g} at {persist['distance'][-1]} tokens")
     text = sample(model, args.prompt, args.max_new_tokens, seed=args.seed) if args.max_new_tokens else ""
     m = ckpt["manifest"]
-    row = {"ckpt": str(args.ckpt), "data_dir": str(data_dir), "step": ckpt["step"], "layout": c.layout, **metrics,
+    row = {"ckpt": paths.shown(args.ckpt), "data_dir": paths.shown(data_dir), "step": ckpt["step"], "layout": c.layout, **metrics,
            "passkey": {str(k): v for k, v in passkey.items()}, "persistence": persist,
            "run_id": m["run_id"], "git_commit": m["git_commit"], "config_hash": m["config_hash"]}
     if args.output_dir:

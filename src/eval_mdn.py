@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from seqlab.core import checkpoint, cli, device
+from seqlab.core import checkpoint, cli, device, paths
 from seqlab.mdn import evaluate as mdn_eval
 from seqlab.zeta import spacings as spacing_data
 from seqlab.core.errors import UserError
@@ -92,7 +92,7 @@ def main(argv=None):
         report["rollouts"] = run_rollouts(model, fc["ar"], fc["marginal_iid"], wins, args.rollout_windows,
                                           args.rollout_samples, args.seed)
     m = ckpt["manifest"]
-    row = {"ckpt": str(args.ckpt), "family": ckpt["family"], "data_dir": str(data_dir), "split": args.split,
+    row = {"ckpt": paths.shown(args.ckpt), "family": ckpt["family"], "data_dir": paths.shown(data_dir), "split": args.split,
            "step": ckpt["step"], "stride": args.stride or length, "positions": report["positions"], "ar_p": report["ar_p"],
            "metrics": report["selections"],
            "rollouts": {k: v for k, v in report.get("rollouts", {}).items() if k != "curves"} or None,
@@ -104,7 +104,7 @@ def main(argv=None):
         with open(out / "eval_mdn.jsonl", "a") as f:
             f.write(json.dumps(row) + "\n")
         (out / "eval_mdn.json").write_text(json.dumps({**row, "report": report}, indent=1))
-        title = f"{ckpt['family']} step {ckpt['step']} | {args.split} of {data_dir} | {report['n_windows']} windows of {length}"
+        title = f"{ckpt['family']} step {ckpt['step']} | {args.split} of {paths.shown(data_dir)} | {report['n_windows']} windows of {length}"
         written = [out / "eval_mdn.json", mdn_eval.plot_report(report, out / "eval_mdn.png", title)]
         metrics_file = Path(args.ckpt).parent / "metrics.jsonl"  # the checkpoint sits in its run folder
         if metrics_file.is_file() and mdn_eval.plot_val_curve(metrics_file, report, out / "val_curve.png"):

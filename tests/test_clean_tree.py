@@ -36,3 +36,26 @@ def test_benchmark_default_run_writes_nothing_tracked(git_checkout):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip().splitlines()[-1].endswith("-> out/bench/zeros.json")
     assert tracked_changes() == git_checkout
+
+
+def porcelain():
+    return subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True).stdout
+
+
+def test_data_build_outside_the_repo_writes_only_there(git_checkout, tmp_path):
+    """prepare_continuous_2M.py --out-dir <tmp>: zeros cache beside it, report inside it, repo untouched."""
+    before = porcelain()
+    out = tmp_path / "sets" / "z50k"
+    cmd = [sys.executable, "scripts/prepare_continuous_2M.py", "--n-zeros", "50000", "--out-dir", str(out),
+           "--workers", "1", "--quiet"]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert porcelain() == before
+    assert (out / "train.pt").is_file() and (out / "report" / "report.md").is_file()
+    cache = tmp_path / "sets" / "zeros" / "zeros_1_50000.npy"
+    assert cache.is_file() and cache.with_suffix(".json").is_file()
+    # a second build reuses the cache (and says so) instead of computing again
+    again = subprocess.run(cmd[:-2] + ["--out-dir", str(tmp_path / "sets" / "again"), "--no-report"],
+                           cwd=ROOT, capture_output=True, text=True)
+    assert again.returncode == 0 and "reusing" in again.stdout, again.stderr[-2000:]
+    assert porcelain() == before

@@ -90,6 +90,33 @@ def test_promote_updates_tables_and_refuses_twice(two_runs, tmp_path):
     assert len(rows) == 1 and rows[0] != [ln for ln in before.splitlines() if ln.startswith("| C1_tiny |")][0]
 
 
+def test_promote_after_own_eval_adds_to_results_and_names_a_real_clash(two_runs, tmp_path):
+    """The user's workflow: eval into results/<name>/, then promote: accepted (the folder is added to,
+    the user's own notes stay); results of another run under that name are refused, naming the file."""
+    root = tmp_path / "repo"
+    (root / "results/C2").mkdir(parents=True)
+    ev = run("src/eval_char.py", "--ckpt", Path(two_runs[0]) / "best.pt", "--output-dir", root / "results/C2",
+             "--max-new-tokens", "5")
+    assert ev.returncode == 0, ev.stderr
+    (root / "results/C2/notes.md").write_text("my notes")
+    proc = run("scripts/promote.py", two_runs[0], "--name", "C2", "--root", root)
+    assert proc.returncode == 0, proc.stderr
+    assert (root / "checkpoints/C2_best.pt").is_file() and (root / "results/C2/loss_curve.png").is_file()
+    assert (root / "results/C2/notes.md").read_text() == "my notes"
+    # another run's eval in a fresh name: refused, and the message names the clashing file
+    (root / "results/C3").mkdir()
+    assert run("src/eval_char.py", "--ckpt", Path(two_runs[1]) / "best.pt", "--output-dir", root / "results/C3",
+               "--max-new-tokens", "5").returncode == 0
+    before = sorted(p.name for p in (root / "results/C3").iterdir())
+    assert_one_line_error(run("scripts/promote.py", two_runs[0], "--name", "C3", "--root", root),
+                          "results/C3/eval.json was computed from another run")
+    assert not (root / "checkpoints/C3_best.pt").exists()
+    assert sorted(p.name for p in (root / "results/C3").iterdir()) == before
+    # an already promoted checkpoint is named as the clash
+    assert_one_line_error(run("scripts/promote.py", two_runs[0], "--name", "C2", "--root", root),
+                          "checkpoints/C2_best.pt already exists")
+
+
 def test_promote_refuses_run_without_best(tmp_path, two_runs):
     root = tmp_path / "repo"
     root.mkdir()

@@ -4,7 +4,7 @@ import json
 import os
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[3]  # src/seqlab/core/bench.py -> repo root
+from seqlab.core.paths import REPO_ROOT as REPO
 
 
 def add_save_flag(parser):

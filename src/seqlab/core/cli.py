@@ -52,14 +52,16 @@ class OneLineParser(argparse.ArgumentParser):
 
     def parse_args(self, args=None, namespace=None):
         ns = super().parse_args(args, namespace)
-        defaults = [(a, a.default) for a in self._actions]
-        try:
+        defaults, parser_defaults = [(a, a.default) for a in self._actions], self._defaults
+        try:  # parse again with every default suppressed (set_defaults ones too, e.g. a --preset's)
             for a, _ in defaults:
                 a.default = argparse.SUPPRESS
+            self._defaults = {}
             ns._explicit = set(vars(super().parse_args(args))) - {"help"}
         finally:
             for a, d in defaults:
                 a.default = d
+            self._defaults = parser_defaults
         return ns
 
 

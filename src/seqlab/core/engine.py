@@ -74,7 +74,9 @@ def begin(args, family):
 
 # Flags a resumed run may change; any other flag given with a different value is refused.
 RESUME_MUTABLE = {"max_steps", "eval_every", "log_every", "early_stop", "patience", "plateau_patience",
-                  "plateau_lr_factor", "hooks", "data_dir", "kernels"}
+                  "plateau_lr_factor", "hooks", "data_dir", "kernels", "tensorboard", "compile", "gpu_price"}
+# Flags of this invocation only (where and how this process runs): never taken from the saved run.
+NOT_ADOPTED = {"out_dir", "resume", "overwrite", "device"}
 
 
 def adopt_run_flags(args, saved):
@@ -83,7 +85,7 @@ def adopt_run_flags(args, saved):
     explicit = getattr(args, "_explicit", set(vars(args)))
     refused = []
     for key, value in saved.items():
-        if key.startswith("_") or key in manifest.NOT_HASHED or not hasattr(args, key):
+        if key.startswith("_") or key in NOT_ADOPTED or not hasattr(args, key):
             continue
         if key not in explicit:
             setattr(args, key, value)

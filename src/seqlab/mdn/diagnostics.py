@@ -321,7 +321,7 @@ def cli_main(argv, family, stem, description):
     import json
     from pathlib import Path
 
-    from seqlab.core import checkpoint, cli
+    from seqlab.core import checkpoint, cli, paths
     from seqlab.zeta import spacings as spacing_data
 
     p = cli.OneLineParser(description=description, formatter_class=cli.argparse.RawDescriptionHelpFormatter)
@@ -351,7 +351,7 @@ def cli_main(argv, family, stem, description):
         note = r.get("note") or r.get("basis") or ""
         print(f"  {k} {r['status']:<5} {fmt(r['value']):>9}  (target {r['target']})  {r['definition']}"
               + (f" [{note}]" if note else ""))
-    row = {"ckpt": str(args.ckpt), "family": family, "step": ckpt["step"], "data_dir": str(data_dir),
+    row = {"ckpt": paths.shown(args.ckpt), "family": family, "step": ckpt["step"], "data_dir": paths.shown(data_dir),
            "split": args.split, "n_windows": len(wins), "seed": args.seed, "run_id": ckpt["manifest"]["run_id"],
            "summary": {k: {"value": r["value"], "status": r["status"]} for k, r in res.items()}, "details": res}
     if args.output_dir:
@@ -359,6 +359,6 @@ def cli_main(argv, family, stem, description):
         out.mkdir(parents=True, exist_ok=True)
         with open(out / f"{stem}.jsonl", "a") as f:
             f.write(json.dumps(row) + "\n")
-        plot(res, out / f"{stem}.png", f"{family} A-K | {args.ckpt} | step {ckpt['step']} | seed {args.seed}")
+        plot(res, out / f"{stem}.png", f"{family} A-K | {paths.shown(args.ckpt)} | step {ckpt['step']} | seed {args.seed}")
         print(f"wrote {out / (stem + '.jsonl')} (appended), {out / (stem + '.png')}")
     return row

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from seqlab.text import data as text_data, tokenizer
+from seqlab.core import paths
 from seqlab.core.errors import UserError
 
 
@@ -49,7 +50,7 @@ class CharTask:
         self.sampler.load_state_dict(state)
 
     def describe(self):
-        return {"data_dir": str(self.data_dir), "n_train_tokens": len(self.sampler.ids), "n_val_tokens": len(self.val),
+        return {"data_dir": paths.shown(self.data_dir), "n_train_tokens": len(self.sampler.ids), "n_val_tokens": len(self.val),
                 "train_windows": self.sampler.n, "val_windows_scored": self.n_val_windows}
 
 

@@ -219,9 +219,10 @@ class HybridLM(nn.Module):
         return torch.cat(out, 1), state
 
     @torch.no_grad()
-    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, generator=None):
-        """Read idx (B, T) as a stream, then sample max_new_tokens ids one step at a time."""
-        logits, state = self.forward_stream(idx)
+    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, generator=None, state=None, return_state=False):
+        """Read idx (B, T) as a stream (after `state`, None: fresh), then sample max_new_tokens ids one
+        step at a time. Returns the ids (B, T + max_new_tokens), and the final state if asked."""
+        logits, state = self.forward_stream(idx, state)
         out = [idx]
         for _ in range(max_new_tokens):
             lg = logits[:, -1].float() / temperature
@@ -231,7 +232,7 @@ class HybridLM(nn.Module):
             nxt = torch.multinomial(F.softmax(lg, -1).cpu(), 1, generator=generator).to(idx.device)
             out.append(nxt)
             logits, state = self(nxt, state)
-        return torch.cat(out, 1)
+        return (torch.cat(out, 1), state) if return_state else torch.cat(out, 1)
 
     def flat_states(self, state):
         """Per layer, its recurrent state as one (B, n) tensor (None for attention layers)."""

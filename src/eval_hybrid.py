@@ -6,11 +6,15 @@ Val loss streams contiguous val tracks chunk by chunk with carried state, as in 
 Passkey: a 5-digit key, filler, then the question; accuracy by distance (64..2048 characters).
 Persistence: relative change of each layer's state after a one-token perturbation, by distance.
 Writes eval.json and persistence.png (and sample.txt) to --output-dir.
+--context-length N: bits/char by position over N-char val segments read from a fresh state with the
+state carried across chunks (context.json, context.png; --baseline-ckpt draws a second model, e.g.
+attention-only, on the same segments). --niah: needle-in-a-haystack accuracy by context and depth
+(niah.json, niah.png).
 """
 from pathlib import Path
 
 from seqlab.core import checkpoint, cli, device, paths, runs
-from seqlab.hybrid import probes, streams
+from seqlab.hybrid import context, probes, streams
 from seqlab.text import data as text_data
 from seqlab.text.task import sample
 from seqlab.core.errors import UserError
@@ -58,6 +62,81 @@ def plot_passkey(ax, passkey, context, trained_up_to):
     ax.legend(fontsize=8)
 
 
+def plot_context(curves, png):
+    """curves: {label: context_curve() result}; bits/char by position, chunk boundaries dotted."""
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(8, 4.2), dpi=120)
+    for label, r in curves.items():
+        x = [a + r["bin_size"] / 2 for a in r["bin_start"]]
+        lo, hi = r["ci95"]
+        ax.plot(x, r["bpc"], lw=1.3, label=f"{label}: chunks 1.. minus chunk 0 = "
+                                            f"{r['later_minus_first_chunk_bpc']:+.3f} [{lo:+.3f}, {hi:+.3f}] bits/char")
+        for k in range(1, r["length"] // r["context"] + 1):
+            ax.axvline(k * r["context"], color="gray", lw=0.5, ls=":")
+    ax.set_xlabel("position in the segment (chars; dotted: chunk boundaries, state carried across)")
+    ax.set_ylabel("bits/char (mean over segments)")
+    ax.set_title(f"loss by position, {next(iter(curves.values()))['segments']} val segments")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(png)
+    plt.close(fig)
+
+
+def plot_niah(r, png, title):
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6.5, 4.8), dpi=120)
+    im = ax.imshow(r["accuracy"], vmin=0, vmax=1, cmap="viridis", aspect="auto", origin="lower")
+    for i, row in enumerate(r["accuracy"]):
+        for j, v in enumerate(row):
+            ax.text(j, i, f"{v:.0%}\n{r['digit_accuracy'][i][j]:.0%}", ha="center", va="center", fontsize=6,
+                    color="w" if v < 0.6 else "k")
+    ax.set_xticks(range(len(r["contexts"])), r["contexts"])
+    ax.set_yticks(range(len(r["depths"])), [f"{d:.0%}" for d in r["depths"]])
+    ax.set_xlabel("context (chars)")
+    ax.set_ylabel("needle depth")
+    ax.set_title(f"{title}\nkeys retrieved (top) / digits right (bottom), {r['trials']} trials per cell", fontsize=9)
+    fig.colorbar(im, label="keys retrieved")
+    fig.tight_layout()
+    fig.savefig(png)
+    plt.close(fig)
+
+
+def context_outputs(args, model, val, out):
+    """--context-length and --niah: compute, print, and (with --output-dir) write json + png."""
+    import json
+    rows = {}
+    if args.context_length:
+        curves = {}
+        for path, m in ((args.ckpt, model), *(((args.baseline_ckpt, checkpoint.load_model(args.baseline_ckpt, "hybrid")[0]),)
+                                               if args.baseline_ckpt else ())):
+            m.to(next(model.parameters()).device)
+            losses = context.loss_by_position(m, val, args.context_length, args.context_segments)
+            r = context.context_curve(losses, m.config.context, seed=args.seed)
+            curves[f"{m.config.layout} ({Path(path).name})"] = r
+            print(f"context {m.config.layout}: bits/char by chunk " + " ".join(f"{b:.3f}" for b in r["bpc_by_chunk"])
+                  + f" | chunks 1.. minus chunk 0: {r['later_minus_first_chunk_bpc']:+.4f} "
+                  f"[{r['ci95'][0]:+.4f}, {r['ci95'][1]:+.4f}]")
+        rows["context"] = curves
+        if out:
+            (out / "context.json").write_text(json.dumps(curves, indent=2))
+            plot_context(curves, out / "context.png")
+    if args.niah:
+        parse = lambda s, f: tuple(f(v) for v in s.split(","))
+        try:
+            ctxs, depths = parse(args.niah_contexts, int), parse(args.niah_depths, float)
+        except ValueError:
+            raise UserError("--niah-contexts / --niah-depths: give comma-separated numbers") from None
+        r = context.niah(model, val, ctxs, depths, args.niah_trials, args.seed)
+        for d, row in zip(depths, r["accuracy"]):
+            print(f"niah depth {d:.0%}: " + " ".join(f"{c}:{a:.0%}" for c, a in zip(ctxs, row)))
+        rows["niah"] = r
+        if out:
+            (out / "niah.json").write_text(json.dumps(r, indent=2))
+            plot_niah(r, out / "niah.png", f"{model.config.layout} ({Path(args.ckpt).name})")
+    return rows
+
+
 def main(argv=None):
     p = cli.OneLineParser(description=__doc__, formatter_class=cli.argparse.RawDescriptionHelpFormatter)
     p.add_argument("--ckpt", required=True)
@@ -72,6 +151,14 @@ def main(argv=None):
     p.add_argument("--prompt", default="The ")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--context-length", type=cli.nonneg_int, default=0,
+                   help="chars per val segment for the loss-by-position curve (0: skip; at least 2 chunks)")
+    p.add_argument("--context-segments", type=cli.nonneg_int, default=0, help="segments used (0: all that fit)")
+    p.add_argument("--baseline-ckpt", default=None, help="a second checkpoint drawn on the same context curve")
+    p.add_argument("--niah", action="store_true", help="needle-in-a-haystack heatmap (niah.json, niah.png)")
+    p.add_argument("--niah-contexts", default=",".join(map(str, context.NIAH_CONTEXTS)))
+    p.add_argument("--niah-depths", default=",".join(map(str, context.NIAH_DEPTHS)))
+    p.add_argument("--niah-trials", type=cli.positive_int, default=10, help="documents per cell")
     args = p.parse_args(argv)
     try:
         distances = tuple(int(d) for d in args.passkey_distances.split(","))
@@ -98,9 +185,11 @@ def main(argv=None):
     row = {"ckpt": paths.shown(args.ckpt), "data_dir": paths.shown(data_dir), "step": ckpt["step"], "layout": c.layout, **metrics,
            "passkey": {str(k): v for k, v in passkey.items()}, "persistence": persist,
            "run_id": m["run_id"], "git_commit": m["git_commit"], "config_hash": m["config_hash"]}
-    if args.output_dir:
-        out = Path(args.output_dir)
+    out = Path(args.output_dir) if args.output_dir else None
+    if out:
         out.mkdir(parents=True, exist_ok=True)
+    row.update(context_outputs(args, model, val, out))
+    if out:
         mixed = ckpt["train_config"].get("passkey_mix", 0) > 0
         plot_persistence(persist, passkey, out / "persistence.png", c.context,
                          c.context - streams.PASSKEY_OVERHEAD if mixed else None)

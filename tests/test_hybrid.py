@@ -3,6 +3,7 @@ import math
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -254,13 +255,18 @@ def test_eval_and_diagnose_scripts(train_hybrid, tmp_path):
     res = tmp_path / "res"
     row = eval_hybrid.main(["--ckpt", str(out / "best.pt"), "--output-dir", str(res), "--passkey-trials", "2",
                             "--passkey-distances", "64,128", "--persistence-horizon", "40", "--max-new-tokens", "5",
-                            "--batch-size", "2"])
+                            "--batch-size", "2", "--context-length", "48", "--context-segments", "3",
+                            "--baseline-ckpt", str(out / "best.pt"), "--niah", "--niah-contexts", "128,256",
+                            "--niah-depths", "0.2,0.8", "--niah-trials", "2"])
+    (name, curve), = row["context"].items()                          # the same model twice: one curve
+    assert curve["segments"] == 3 and len(curve["bpc_by_chunk"]) == 3 and len(curve["bpc"]) == 2
+    assert np.array(row["niah"]["accuracy"]).shape == (2, 2)
     assert set(row["passkey"]) == {"64", "128"} and 0 <= row["passkey"]["64"]["accuracy"] <= 1
     assert row["val_bpc"] == pytest.approx(row["val_loss"] / math.log(2))
     curves = row["persistence"]["layers"]
     assert set(curves) == {"0:R", "1:M", "3:P"}                  # the attention layer has no recurrent state
     assert all(c[0] > 0 for c in curves.values())               # the perturbation is visible in every state
-    for name in ("eval.json", "persistence.png", "sample.txt"):
+    for name in ("eval.json", "persistence.png", "sample.txt", "context.json", "context.png", "niah.json", "niah.png"):
         assert (res / name).is_file()
     rows, passed = diagnose_hybrid.main(["--ckpt", str(out / "best.pt"), "--output-dir", str(res), "--chunks", "4",
                                          "--batch-size", "2"])

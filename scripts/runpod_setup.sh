@@ -4,7 +4,8 @@
 #   tar xzf runpod_package.tar.gz && bash scripts/runpod_setup.sh [--no-install] [--no-smoke]
 #
 # Installs requirements.txt without touching the pod's CUDA torch (the torch line is skipped
-# when torch is importable), then trains a 20-step smoke run on the embedded corpus.
+# when torch is importable), checks that torch against the floor in requirements.txt, then trains
+# a 20-step smoke run on the embedded corpus. docs/runpod_specs.md: the first-pod-run checklist.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 install=1; smoke=1
@@ -45,6 +46,17 @@ if [ "$install" = 1 ]; then
   fi
 fi
 
+echo "== torch"
+# every script needs torch >= the floor of requirements.txt (seqlab.core.device.TORCH_FLOOR)
+floor=$(sed -n -E 's/^torch>=([0-9][0-9.]*).*/\1/p' requirements.txt)
+have=$($PY -c 'import torch; print(torch.__version__)' 2>/dev/null) || {
+  echo "error: torch does not import with $PY: run this script without --no-install, or pip install 'torch>=$floor'" >&2; exit 1; }
+if ! $PY -c 'import re, sys; v = lambda s: tuple(map(int, re.match(r"(\d+)\.(\d+)", s).groups())); sys.exit(v(sys.argv[1]) < v(sys.argv[2]))' "$have" "$floor"; then
+  echo "error: this pod's torch $have is older than $floor (requirements.txt), which every script needs: start the pod from a PyTorch >= $floor template (>= 2.7 for --kernels auto), or pip install 'torch>=$floor' if its driver supports CUDA 12" >&2
+  exit 1
+fi
+echo "torch $have >= $floor (requirements.txt): ok; CUDA build $($PY -c 'import torch; print(torch.version.cuda)'), GPU visible to torch: $($PY -c 'import torch; print(torch.cuda.is_available())')"
+
 if [ "$smoke" = 1 ]; then
   echo "== smoke run (20 steps)"
   # scratch folders, so packaged data is never replaced
@@ -67,8 +79,10 @@ mdn E0:  $launch src/train_mdn.py --data-dir data/continuous_2M --out-dir out/E0
 postfix: $launch src/train_mdn_postfix.py --data-dir data/continuous_2M --out-dir out/E5 --seed 7 \\
            --slot-id-mode permute_per_batch --use-aux-loss --early-stop --patience 800 --batch-size $bs_mdn --use-amp
 hybrid:  $launch src/train_hybrid.py --data-dir data/pydoc --out-dir out/H1 --batch-size $bs_hyb --use-amp
-kernels: pip install flash-linear-attention mamba-ssm && python -m pytest -q tests/test_kernels.py
-           # then add --kernels auto to the hybrid command (fused fla / mamba_ssm scans; docs/hybrid.md)
+kernels: pip install fla-core            # fla's kernels alone (needs torch >= 2.7, triton >= 3.3)
+         pip install packaging ninja wheel && pip install --no-build-isolation mamba-ssm   # builds against this torch
+         python -m pytest -q tests/test_kernels.py        # on a GPU: no failure, the CUDA kernel tests pass
+           # then add --kernels auto to the hybrid command; its log says which kernels run, and why not (WARNING)
 (--batch-size is per GPU under torchrun; the global batch is batch x GPUs)
 
 bring results back:

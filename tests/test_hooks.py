@@ -81,3 +81,30 @@ def test_clip_hook_and_spec_parsing():
         hooks.HookSet(["nope"])
     with pytest.raises(ValueError, match="hook 'noise:bogus=1'"):
         hooks.HookSet(["noise:bogus=1"])
+
+
+def test_noise_hook_draws_on_the_gradients_device_from_seed_and_step(monkeypatch):
+    """The noise is N(0, std^2) from a generator on each gradient's device, seeded by (seed, step): the same
+    step gives the same noise (resume is exact), another step other noise; no host draw and copy."""
+    model = _model()
+    params = [p for p in model.parameters()]
+    draws = []
+    real_randn = torch.randn
+
+    def spy(*args, **kw):
+        draws.append((kw.get("device"), kw["generator"].device))
+        return real_randn(*args, **kw)
+    monkeypatch.setattr(torch, "randn", spy)
+
+    def noise_at(step):
+        for p in params:
+            p.grad = torch.zeros_like(p)
+        hooks.noise(std=0.5, seed=2)(model, step)
+        return [p.grad.clone() for p in params]
+    a, again, other = noise_at(7), noise_at(7), noise_at(8)
+    assert draws and all(d == p.device and g == p.device for (d, g), p in zip(draws, params))
+    assert all(torch.equal(x, y) for x, y in zip(a, again)) and not torch.equal(a[0], other[0])
+    g = torch.Generator(device="cpu").manual_seed(2 * 1_000_003 + 7)
+    expected = [0.5 * real_randn(p.shape, generator=g) for p in params]
+    assert all(torch.allclose(x, e) for x, e in zip(a, expected))
+    assert abs(float(torch.cat([x.flatten() for x in a]).std()) - 0.5) < 0.05

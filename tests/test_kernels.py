@@ -107,15 +107,59 @@ def test_resolve_is_torch_on_cpu_and_for_kind_torch(monkeypatch):
     monkeypatch.setattr(kernels, "_load", lambda p: (object(), None) if p == "fla" else (None, "ImportError: nope"))
     assert kernels.resolve("torch", "cuda") == torch_only
     assert kernels.resolve("auto", "cuda:0") == {"rwkv": "fla", "mamba": "torch"}
-    assert kernels.describe("auto", "cuda") == "Kernels (--kernels auto): RWKV fla, Mamba torch (mamba_ssm: ImportError: nope)"
+    line, warning = kernels.describe("auto", "cuda").split("\n")
+    assert line == "Kernels (--kernels auto): RWKV fla, Mamba torch (mamba_ssm: ImportError: nope)"
+    # the fallback on CUDA is loud: why, the fix (install without build isolation), the check
+    assert warning.startswith("WARNING: --kernels auto: Mamba falls back to the torch scan") and "ImportError: nope" in warning
+    assert kernels.INSTALL["mamba_ssm"] in warning and "--no-build-isolation" in warning and "tests/test_kernels.py" in warning
+    assert "\n" not in kernels.describe("torch", "cuda") and "\n" not in kernels.describe("auto", "cpu")
 
 
 def test_a_failed_import_is_reported_not_raised():
     fn, why = kernels._load("mamba_ssm")
     if fn is None:
-        assert why and kernels.resolve("auto", "cuda")["mamba"] == "torch"
-        with pytest.raises(RuntimeError, match="mamba_ssm is not importable"):
+        assert why.startswith("import mamba_ssm.ops.selective_scan_interface failed: ") or "kernel" in why
+        assert kernels.resolve("auto", "cuda")["mamba"] == "torch"
+        with pytest.raises(RuntimeError, match="mamba_ssm is not usable"):
             kernels.mamba_selective_scan(*on(mamba_inputs()))
+
+
+# ---- the probe: an importable kernel is used only after a test call agrees with the loop ----------
+
+def broken(exc):
+    def fn(*a, **kw):
+        raise exc
+    return fn
+
+
+def test_probe_accepts_a_correct_kernel_and_rejects_failing_or_wrong_ones():
+    assert kernels.probe("fla", fake_chunk_rwkv6, "cpu") is None
+    assert kernels.probe("mamba_ssm", fake_selective_scan_fn, "cpu") is None
+    # an old fla on an old torch: imports, then fails at the first call (Triton)
+    why = kernels.probe("fla", broken(RuntimeError("triton: unsupported\nmore detail")), "cpu")
+    assert why == "fla's kernel failed on a test call: RuntimeError: triton: unsupported"
+    # a kernel that runs but computes something else (e.g. an fla whose default scale K**-0.5 applies)
+    def rescaled(r, k, v, w, u, scale=None, **kw):
+        return scan.rwkv_sequential(r * 0.125, k, v, w, u, kw["initial_state"])
+    assert kernels.probe("fla", rescaled, "cpu").startswith("fla's kernel disagrees with the torch scan on a test call")
+    def nan_scan(*a, **kw):
+        return fake_selective_scan_fn(*a, **kw) * float("nan")
+    assert "disagrees" in kernels.probe("mamba_ssm", nan_scan, "cpu")
+
+
+def test_load_probes_on_cuda_and_falls_back_with_the_reason(monkeypatch):
+    """_load itself (uncached): the import, then on a CUDA machine the probe (run on the CPU here)."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(kernels, "PROBE_DEVICE", "cpu")
+    load = kernels._load.__wrapped__
+    monkeypatch.setattr(kernels, "_import", lambda package: fake_chunk_rwkv6)
+    assert load("fla") == (fake_chunk_rwkv6, None)
+    monkeypatch.setattr(kernels, "_import", lambda package: broken(RuntimeError("no kernel image for sm_90")))
+    fn, why = load("fla")
+    assert fn is None and why == "fla's kernel failed on a test call: RuntimeError: no kernel image for sm_90"
+    monkeypatch.setattr(kernels, "_import", broken(ImportError("selective_scan_cuda.so: undefined symbol: _ZN3c10")))
+    assert load("mamba_ssm") == (None, "import mamba_ssm.ops.selective_scan_interface failed: "
+                                       "ImportError: selective_scan_cuda.so: undefined symbol: _ZN3c10")
 
 
 # ---- the compositions, on a CPU ------------------------------------------------------------------
@@ -174,10 +218,11 @@ def test_model_takes_the_kernel_path_only_without_resets(fake_kernels):
 # ---- the script ----------------------------------------------------------------------------------
 
 def test_kernels_flag_logging_resume_and_old_checkpoints(train_hybrid):
-    _, out = train_hybrid("--kernels", "auto", max_steps=5)
+    # --device cpu: this checks the CPU wording, also on a GPU pod (where auto would pick CUDA)
+    _, out = train_hybrid("--kernels", "auto", "--device", "cpu", max_steps=5)
     assert "Kernels (--kernels auto): RWKV torch (not CUDA), Mamba torch (not CUDA)" in (out / "train.log").read_text()
     assert json.loads((out / "config.json").read_text())["model"]["kernels"] == "auto"
-    train_hybrid("--kernels", "torch", "--resume", out="run", max_steps=6)   # may change on resume
+    train_hybrid("--kernels", "torch", "--device", "cpu", "--resume", out="run", max_steps=6)   # may change on resume
     log = (out / "train.log").read_text()
     assert "Kernels (--kernels torch)" in log and "Resuming" in log
     ck = torch.load(out / "last.pt", weights_only=True)
@@ -190,9 +235,29 @@ def test_kernels_flag_logging_resume_and_old_checkpoints(train_hybrid):
 
 # ---- the kernels themselves, on CUDA --------------------------------------------------------------
 
+def importable(package):
+    try:
+        kernels._import(package)
+    except Exception:
+        return False
+    return True
+
+
 def needs(package):
-    missing = not torch.cuda.is_available() or kernels._load(package)[0] is None
+    """Skip without CUDA or without the package; a package that imports but fails its probe fails the tests."""
+    missing = not torch.cuda.is_available() or not importable(package)
     return pytest.mark.skipif(missing, reason=f"needs CUDA and an importable {package}")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_every_installed_kernel_passes_its_probe_on_cuda():
+    """The pod's kernel check: what --kernels auto would do with each installed package, and why."""
+    installed = [p for p in kernels.PACKAGES.values() if importable(p)]
+    if not installed:
+        pytest.skip("neither fla nor mamba_ssm is installed: --kernels auto runs the torch scans")
+    for package in installed:
+        fn, why = kernels._load(package)
+        assert fn is not None, f"{package}: {why} (fix: {kernels.INSTALL[package]})"
 
 
 @needs("fla")

@@ -7,6 +7,11 @@ import torch
 
 from seqlab.core.errors import UserError
 
+# The oldest torch the code runs on (the test suite passes on 2.4.1): nn.RMSNorm (optim.py) needs 2.4.
+# requirements.txt says the same; tests/test_pod_setup.py reads both and greps the code for known APIs
+# newer than it; scripts/runpod_setup.sh stops a pod whose torch is older, before its smoke run.
+TORCH_FLOOR = "2.4"
+
 
 def pick(name="auto"):
     """'auto' -> cuda > mps > cpu; otherwise the named device, checked to exist."""

@@ -131,11 +131,18 @@ def noise(std=1e-4, seed=0):
     _positive("noise", "std", std)
     if not isinstance(seed, int):
         raise ValueError(f"noise: seed must be an integer, got {seed!r}")
+    gens = {}   # one generator per device; the noise is drawn where the gradient lives (no host copy)
+
     def hook(model, step):
-        g = torch.Generator().manual_seed(int(seed) * 1_000_003 + step)
+        for g in gens.values():
+            g.manual_seed(int(seed) * 1_000_003 + step)
         for p in model.parameters():
-            if p.grad is not None:
-                p.grad.add_(torch.randn(p.grad.shape, generator=g).to(p.grad) * float(std))
+            if p.grad is None:
+                continue
+            if p.grad.device not in gens:
+                gens[p.grad.device] = torch.Generator(device=p.grad.device).manual_seed(int(seed) * 1_000_003 + step)
+            z = torch.randn(p.grad.shape, generator=gens[p.grad.device], device=p.grad.device)
+            p.grad.add_(z.to(p.grad.dtype), alpha=float(std))
     return hook
 
 

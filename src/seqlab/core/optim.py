@@ -4,7 +4,7 @@ import math
 import torch
 import torch.nn as nn
 
-NO_DECAY_MODULES = (nn.LayerNorm, nn.Embedding, nn.GroupNorm, nn.RMSNorm)
+NO_DECAY_MODULES = (nn.LayerNorm, nn.Embedding, nn.GroupNorm, nn.RMSNorm)   # nn.RMSNorm: torch >= 2.4
 
 
 def param_groups(model, weight_decay, lr_mults=None):

@@ -10,6 +10,12 @@ maths in its conventions (see its docstring), so the models can switch per call.
 Resets: neither kernel, called as here, clears its state in the middle of a sequence (fla's
 cu_seqlens could split a flattened batch at the resets; not done), so the models call them only
 for chunks without any reset; every chunk with a document start runs the torch scans.
+
+Trust: a package that imports is not yet a kernel that works (fla 0.6 needs torch >= 2.7 and
+triton >= 3.3 and may import on an older pod, then fail at its first call). So on CUDA each kernel
+is probed once, forward and backward on a small input against seqlab.hybrid.scan's loop, before any
+model uses it; a failed import or probe falls back to the torch scan with a WARNING line in the run
+log that says what failed and how to fix it (INSTALL).
 """
 import functools
 
@@ -19,6 +25,16 @@ from seqlab.hybrid import scan
 
 KINDS = ("torch", "auto")
 PACKAGES = {"rwkv": "fla", "mamba": "mamba_ssm"}
+MODULES = {"fla": "fla.ops.rwkv6", "mamba_ssm": "mamba_ssm.ops.selective_scan_interface"}
+# The install commands (docs, README and runpod_setup.sh print these; tests/test_pod_setup.py checks).
+# fla-core is fla's kernels alone: no dependency that could replace the pod's torch. mamba-ssm builds
+# a CUDA extension: without --no-build-isolation pip builds it against a fresh torch in a temporary
+# env, and the import then fails on this torch (undefined symbol).
+INSTALL = {"fla": "pip install fla-core",
+           "mamba_ssm": "pip install packaging ninja wheel && pip install --no-build-isolation mamba-ssm"}
+NEEDS = {"fla": "torch >= 2.7 and triton >= 3.3 (fla-core 0.6)", "mamba_ssm": "nvcc or a prebuilt wheel for this torch/CUDA"}
+PROBE_RMS = {"fla": 2e-2, "mamba_ssm": 1e-3}   # RMS error / RMS of the loop's values; fla runs in TF32
+PROBE_DEVICE = "cuda"
 
 # The APIs, read from the sources of fla-core / flash-linear-attention 0.6.0 and mamba-ssm 2.3.2.post1:
 #   fla.ops.rwkv6.chunk_rwkv6(r, k, v, w, u, scale=None, initial_state=None, output_final_state=False,
@@ -40,17 +56,81 @@ PACKAGES = {"rwkv": "fla", "mamba": "mamba_ssm"}
 #     we do not use return_last_state (see mamba_selective_scan).
 
 
+def _import(package):
+    """The kernel function of a package (raises what the import raises)."""
+    if package == "fla":
+        from fla.ops.rwkv6 import chunk_rwkv6 as fn
+    else:
+        from mamba_ssm.ops.selective_scan_interface import selective_scan_fn as fn
+    return fn
+
+
+def _first_line(e):
+    text = f"{type(e).__name__}: {e}".strip().splitlines()[0]
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
 @functools.cache
 def _load(package):
-    """(kernel function, None), or (None, why it did not import). Imported on first use, once."""
+    """(kernel function, None), or (None, why it is not used). Imported and probed once, on first use."""
     try:
-        if package == "fla":
-            from fla.ops.rwkv6 import chunk_rwkv6 as fn
-        else:
-            from mamba_ssm.ops.selective_scan_interface import selective_scan_fn as fn
+        fn = _import(package)
     except Exception as e:  # ImportError, or a compiled extension / Triton that fails to load
-        return None, f"{type(e).__name__}: {e}"
+        return None, f"import {MODULES[package]} failed: {_first_line(e)}"
+    if torch.cuda.is_available():
+        why = probe(package, fn, PROBE_DEVICE)
+        if why is not None:
+            return None, why
     return fn, None
+
+
+def _rms_rel(a, b):
+    a, b = a.detach().double(), b.detach().double()
+    return float((a - b).square().mean().sqrt() / b.square().mean().sqrt().clamp(min=1e-30))
+
+
+def probe(package, fn, device):
+    """None when `fn` (the package's kernel) runs forward and backward on `device` and matches
+    seqlab.hybrid.scan's loop on a small input with a nonzero initial state: outputs, final state
+    and every input gradient within PROBE_RMS[package] (RMS error / RMS of the loop's values).
+    Otherwise one line saying why not."""
+    g = torch.Generator().manual_seed(0)
+
+    def rand(*shape, scale=1.0):
+        return torch.randn(*shape, generator=g) * scale
+
+    if package == "fla":    # b 1, T 32, H 2, K 64: one partial fla chunk, a realistic head size
+        logw = (-torch.exp(rand(1, 32, 2, 64) - 1)).clamp(min=scan.LOG_W_MIN)
+        inputs = [rand(1, 32, 2, 64, scale=0.5), rand(1, 32, 2, 64, scale=0.5), rand(1, 32, 2, 64, scale=0.5),
+                  logw, rand(2, 64, scale=0.5), rand(1, 2, 64, 64, scale=0.3)]
+        fast = functools.partial(rwkv_fla, kernel=fn)
+        ref = scan.rwkv_sequential
+    else:                   # b 1, T 32, D 64, N 16
+        inputs = [rand(1, 32, 64), torch.nn.functional.softplus(rand(1, 32, 64) * 2 - 1), -torch.exp(rand(64, 16)),
+                  rand(1, 32, 16), rand(1, 32, 16), rand(1, 64, 16, scale=0.3)]
+        fast = functools.partial(mamba_selective_scan, zero_state_scan=functools.partial(_selective_scan, kernel=fn))
+        ref = scan.mamba_sequential
+    weights = None
+    results = []
+    try:
+        # the first use may come from inside an eval (no_grad) or an autocast region: neither applies here
+        with torch.enable_grad(), torch.autocast(torch.device(device).type, enabled=False):
+            for f in (fast, ref):
+                xs = [t.to(device).requires_grad_() for t in inputs]
+                y, state = f(*xs[:-1], state=xs[-1])
+                if weights is None:
+                    weights = [rand(*t.shape).to(device) for t in (y, state)]
+                loss = (y.float() * weights[0]).sum() + (state.float() * weights[1]).sum()
+                results.append([y, state, *torch.autograd.grad(loss, xs)])
+    except Exception as e:
+        return f"{package}'s kernel failed on a test call: {_first_line(e)}"
+    names = ["output", "final state"] + [f"gradient {i}" for i in range(len(inputs))]
+    errs = {n: _rms_rel(a, b) for n, a, b in zip(names, *results)}
+    worst = max(errs, key=lambda n: (errs[n] != errs[n], errs[n]))     # a NaN first
+    if not errs[worst] < PROBE_RMS[package]:    # also catches NaN
+        return (f"{package}'s kernel disagrees with the torch scan on a test call ({worst}: RMS error "
+                f"{errs[worst]:.3g} of the reference, limit {PROBE_RMS[package]:g})")
+    return None
 
 
 def resolve(kind, device):
@@ -62,38 +142,47 @@ def resolve(kind, device):
 
 
 def describe(kind, device):
-    """One line for the run log: the backend of each recurrence, and why auto fell back."""
+    """For the run log: one line with the backend of each recurrence, then, for each kernel that
+    --kernels auto wanted on CUDA but could not use, a WARNING line with the reason and the fix."""
     used = resolve(kind, device)
-    parts = []
+    cuda = torch.device(device).type == "cuda"
+    parts, warnings = [], []
     for rec, pkg in PACKAGES.items():
+        name = "RWKV" if rec == "rwkv" else "Mamba"
         why = ""
         if kind == "auto" and used[rec] == "torch":
-            why = " (not CUDA)" if torch.device(device).type != "cuda" else f" ({pkg}: {_load(pkg)[1]})"
-        parts.append(f"{'RWKV' if rec == 'rwkv' else 'Mamba'} {used[rec]}{why}")
-    return f"Kernels (--kernels {kind}): " + ", ".join(parts)
+            why = " (not CUDA)" if not cuda else f" ({pkg}: {_load(pkg)[1]})"
+            if cuda:
+                warnings.append(f"WARNING: --kernels auto: {name} falls back to the torch scan (slow on a GPU): "
+                                f"{_load(pkg)[1]}. Fix: {INSTALL[pkg]} (needs {NEEDS[pkg]}; this is torch "
+                                f"{torch.__version__}), then python -m pytest -q tests/test_kernels.py; "
+                                f"or run with --kernels torch.")
+        parts.append(f"{name} {used[rec]}{why}")
+    return "\n".join([f"Kernels (--kernels {kind}): " + ", ".join(parts)] + warnings)
 
 
 def _kernel(package):
     fn, why = _load(package)
     if fn is None:
-        raise RuntimeError(f"{package} is not importable: {why}")
+        raise RuntimeError(f"{package} is not usable: {why}")
     return fn
 
 
-def rwkv_fla(r, k, v, logw, u, state):
+def rwkv_fla(r, k, v, logw, u, state, kernel=None):
     """seqlab.hybrid.scan.rwkv_sequential (no reset) through fla: (b, T, H, K) inputs, u (H, K), state
-    (b, H, K, K) or None -> y (b, T, H, K) in r's dtype, final state (float32)."""
+    (b, H, K, K) or None -> y (b, T, H, K) in r's dtype, final state (float32). kernel: fla's
+    chunk_rwkv6 unless given (the probe passes the function it checks)."""
     dtype = r.dtype
     r, k, v, logw, u = (t.float() for t in (r, k, v, logw, u))
-    y, S = _kernel("fla")(r, k, v, scan.floor_log_retention(logw), u, scale=1.0,
+    y, S = (kernel or _kernel("fla"))(r, k, v, scan.floor_log_retention(logw), u, scale=1.0,
                           initial_state=None if state is None else state.float(), output_final_state=True)
     return y.to(dtype), S
 
 
-def _selective_scan(x, dt, A, Bm, Cm):
+def _selective_scan(x, dt, A, Bm, Cm, kernel=None):
     """mamba_ssm's kernel from a zero state, in our layout: x, dt (b, T, D), Bm, Cm (b, T, N) -> y (b, T, D)."""
     x, dt, Bm, Cm = (t.transpose(1, 2).contiguous() for t in (x, dt, Bm, Cm))      # (b, D, T), (b, N, T)
-    y = _kernel("mamba_ssm")(x, dt, A.contiguous(), Bm, Cm, D=None, z=None, delta_bias=None,
+    y = (kernel or _kernel("mamba_ssm"))(x, dt, A.contiguous(), Bm, Cm, D=None, z=None, delta_bias=None,
                              delta_softplus=False, return_last_state=False)
     return y.transpose(1, 2)
 

@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 # torch (seen through --system-site-packages) is never replaced.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: install demo demo-mdn test bench
+.PHONY: install demo demo-mdn test test-slow bench
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv --system-site-packages $(VENV)
@@ -36,6 +36,11 @@ demo-mdn: install
 
 test: install
 	OMP_NUM_THREADS=1 $(PY) -m pytest -q tests
+
+# the slower checks left out of `make test`: --compile with the default backend (inductor) in every
+# family, minutes per family on a CPU (the suite runs the same tests with the eager backend)
+test-slow: install
+	SEQLAB_SLOW_TESTS=1 OMP_NUM_THREADS=1 $(PY) -m pytest -q tests/test_pod_paths.py -k inductor
 
 # figures to out/bench/ (scratch); `make bench SAVE=--save` rewrites the committed results/bench/
 bench: install

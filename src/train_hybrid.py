@@ -9,7 +9,7 @@ AdamW with linear warmup 2000 then cosine, decay/dt/A parameters at --recurrent-
 Monitors (grad ratio, collapse, decay, selectivity, plateau rules) report at every eval;
 --stop-on-red-flags makes a failed rule stop the run.
 """
-from seqlab.core import cli, engine
+from seqlab.core import cli, distributed, engine
 from seqlab.core.errors import UserError
 from seqlab.hybrid.task import HybridTask
 from seqlab.hybrid.model import DEFAULT_LAYOUT, HybridConfig, HybridLM, check_layout
@@ -89,7 +89,8 @@ def main(argv=None):
                               tie_embeddings=args.tie_embeddings, chunk=args.scan_chunk, scan=args.scan,
                               kernels=args.kernels, pos_emb=args.pos_emb)
     task = HybridTask(args.data_dir, config.context, args.batch_size, args.seed, args.doc_sep, args.passkey_mix,
-                      args.eval_chunks, {"stop_on_red_flags": args.stop_on_red_flags}, args.prompt, args.sample_tokens)
+                      args.eval_chunks, {"stop_on_red_flags": args.stop_on_red_flags}, args.prompt, args.sample_tokens,
+                      *distributed.env_rank_world())   # under torchrun: this rank's share of the global tracks
     model = HybridLM(config)
     task.lr_mults = {name: args.recurrent_lr_mult for name in model.recurrent_names()} if args.recurrent_lr_mult != 1 else None
     return engine.fit(model, task, args, resume)

@@ -33,29 +33,68 @@ def save_atomic(obj, path):
             tmp.unlink()
 
 
-def rng_state():
+def _cuda_device(device):
+    """The CUDA device this process trains on (index filled in), or None when it does not use CUDA.
+    device None means the current CUDA device whenever CUDA is available."""
+    if device is None:
+        return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else None
+    device = torch.device(device)
+    if device.type != "cuda":
+        return None
+    return device if device.index is not None else torch.device("cuda", torch.cuda.current_device())
+
+
+def rng_state(device=None):
+    """Every RNG this process draws from: Python, NumPy, torch CPU, and the CUDA generator of its own
+    device only (not every visible GPU: a run resumed on a pod with fewer GPUs must still load)."""
     np_state = np.random.get_state()
     state = {
         "python": random.getstate(),
-        "numpy": (np_state[0], torch.from_numpy(np_state[1].copy()), *np_state[2:]),
+        # keys as int64, not NumPy's uint32: torch 2.4 (the floor) can neither save nor load a uint32 tensor
+        "numpy": (np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]),
         "torch": torch.get_rng_state(),
     }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    cuda = _cuda_device(device)
+    if cuda is not None:
+        state["cuda"] = torch.cuda.get_rng_state(cuda)
     return state
 
 
-def set_rng_state(state):
+def set_rng_state(state, device=None):
+    """Restore rng_state(); returns a one-line note when the CUDA state could not be restored as
+    saved (a different machine), else None. Older checkpoints hold a list with one CUDA state per
+    GPU that was visible; the entry of this process's device is used when the list has it."""
     random.setstate(_tuples(state["python"]))
     name, keys, *rest = state["numpy"]
-    np.random.set_state((name, keys.numpy(), *rest))
+    np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))   # int64 keys, or uint32 in older files
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    saved, cuda = state.get("cuda"), _cuda_device(device)
+    if saved is None:
+        return None if cuda is None else "the checkpoint holds no CUDA RNG state; the CUDA generator starts from --seed"
+    if cuda is None:
+        return "the checkpoint's CUDA RNG state is not restored: this run does not use CUDA"
+    if isinstance(saved, torch.Tensor):
+        torch.cuda.set_rng_state(saved, cuda)
+        return None
+    n_here = torch.cuda.device_count()
+    if cuda.index < len(saved):
+        torch.cuda.set_rng_state(saved[cuda.index], cuda)
+        if len(saved) == n_here:
+            return None
+        return (f"the checkpoint holds CUDA RNG states of {len(saved)} GPU(s), this machine has {n_here}; "
+                f"restored the one of {cuda}")
+    return (f"the checkpoint holds CUDA RNG states of {len(saved)} GPU(s), none for {cuda} "
+            f"(this machine has {n_here}); the CUDA generator starts from --seed")
 
 
 def _tuples(x):
     return tuple(_tuples(v) for v in x) if isinstance(x, (list, tuple)) else x
+
+
+def periodic(folder):
+    """The ckpt_<step>.pt files of a run folder, oldest step first."""
+    found = [(int(p.stem[5:]), p) for p in Path(folder).glob("ckpt_*.pt") if p.stem[5:].isdigit()]
+    return [p for _, p in sorted(found)]
 
 
 def strip_compile_prefix(state_dict):

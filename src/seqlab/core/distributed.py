@@ -64,18 +64,24 @@ class Dist:
 
     def gather(self, obj):
         """A list of every rank's `obj`, in rank order (picklable objects)."""
-        if not self.active:
-            return [obj]
-        # serialise with torch.save: all_gather_object cannot unpickle tensors across gloo
-        buf = io.BytesIO()
-        torch.save(obj, buf)
-        out = [None] * self.world
-        dist.all_gather_object(out, buf.getvalue())
-        return [torch.load(io.BytesIO(b), weights_only=True) for b in out]
+        return all_gather(obj) if self.active else [obj]
 
     def close(self):
         if self.active and dist.is_initialized():
             dist.destroy_process_group()
+
+
+def all_gather(obj):
+    """A list of every rank's `obj` (picklable; tensors on the CPU), in rank order; [obj] outside a
+    process group. Every rank must call it (a collective)."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return [obj]
+    # serialise with torch.save: all_gather_object cannot unpickle tensors across gloo
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    out = [None] * dist.get_world_size()
+    dist.all_gather_object(out, buf.getvalue())
+    return [torch.load(io.BytesIO(b), weights_only=True) for b in out]
 
 
 def init(device_type):

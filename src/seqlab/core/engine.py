@@ -161,7 +161,7 @@ class Trainer:
             self.manifest = ck["manifest"]
             self.loss_sum, self.n_loss = t.get("loss_sum", 0.0), t.get("n_loss", 0)
             rngs = ck["rng"] if isinstance(ck["rng"], list) else [ck["rng"]]
-            checkpoint.set_rng_state(rngs[self.dist.rank])
+            self.rng_note = checkpoint.set_rng_state(rngs[self.dist.rank], self.dev)  # logged by _log_start
         else:
             self.manifest = manifest.make(self.config, self.hooks.specs, self.dev_name, a.seed)
             self.config["manifest"] = self.manifest
@@ -186,6 +186,8 @@ class Trainer:
             log.line(f"Resuming {self.manifest['run_id']} from step {self.step} (best {self.task.metric}="
                      f"{self.best:.4f} at step {self.best_step})")
             log.event("resume", step=self.step, argv=sys.argv[1:])
+            if getattr(self, "rng_note", None):
+                log.line(f"Note: {self.rng_note}")
         log.line(f"Device: {self.dev_name}{mem} | AMP: {self.amp_dtype} | compile: {a.compile}")
         world = self.dist.world
         batch = f"{a.batch_size}" if world == 1 else f"{a.batch_size} per rank x {world} ranks = {a.batch_size * world} global"
@@ -207,7 +209,7 @@ class Trainer:
             checkpoint.save_atomic(ck, self.out / name)
 
     def _checkpoint(self, metrics=None):
-        rng = self.dist.gather(checkpoint.rng_state())
+        rng = self.dist.gather(checkpoint.rng_state(self.dev))
         return {
             "format_version": checkpoint.FORMAT_VERSION,
             "family": self.task.family,

@@ -7,10 +7,16 @@ streams contiguous val tracks the same way. A reset flag at token t (a document 
 a `doc_sep` occurrence) clears every state before t. With `passkey_mix` p, each track's chunk
 is replaced with probability p by a passkey document (seqlab.hybrid.streams.passkey_text), so the
 passkey test of eval_hybrid measures learned memory rather than luck.
+
+Under torchrun the stream is cut into batch_size x world tracks and each rank trains its own
+batch_size of them (rank r: tracks r*B .. (r+1)*B - 1), so N ranks compute what one process with
+the global batch computes. Validation and the monitors' probes use batch_size val tracks on every
+rank (rank 0's numbers are reported).
 """
 import numpy as np
 import torch
 
+from seqlab.core import distributed
 from seqlab.core.errors import UserError
 from seqlab.hybrid import kernels, monitors
 from seqlab.hybrid.model import detach_state
@@ -23,22 +29,26 @@ class HybridTask:
     family, metric = "hybrid", "val_loss"
 
     def __init__(self, data_dir, context, batch_size, seed, doc_sep="", passkey_mix=0.0, eval_chunks=0,
-                 monitor_cfg=None, prompt="The ", sample_tokens=200):
+                 monitor_cfg=None, prompt="The ", sample_tokens=200, rank=0, world=1):
         self.data_dir, self.context, self.batch_size, self.seed = data_dir, context, batch_size, seed
+        self.rank, self.world, self.n_tracks = rank, world, batch_size * world   # global tracks
         self.doc_sep, self.passkey_mix, self.eval_chunks = doc_sep, passkey_mix, eval_chunks
         self.prompt, self.sample_tokens = prompt, sample_tokens
         train, self.val = text_data.load_split(data_dir, "train"), text_data.load_split(data_dir, "val")
-        self.track_len = len(train) // batch_size
+        self.track_len = len(train) // self.n_tracks
         if self.track_len < context + 1:
-            raise UserError(f"train split has {len(train)} tokens: {batch_size} tracks of at least context {context} + 1 "
+            raise UserError(f"train split has {len(train)} tokens: {self.n_tracks} tracks of at least context {context} + 1 "
                             "need more; lower --batch-size or --context")
         if len(self.val) // batch_size < context + 1:
             raise UserError(f"val split has {len(self.val)} tokens, fewer than {batch_size} tracks x (context {context} + 1); "
                             "lower --batch-size/--context or prepare with a larger --val-fraction")
         if passkey_mix and context < PASSKEY_OVERHEAD + PASSKEY_MIN_DIST:
             raise UserError(f"--passkey-mix needs --context >= {PASSKEY_OVERHEAD + PASSKEY_MIN_DIST} (a passkey document fits in one chunk)")
-        self.tracks = train[:self.track_len * batch_size].view(batch_size, self.track_len)
-        self.resets = torch.from_numpy(doc_starts(self.tracks.reshape(-1).numpy(), doc_sep)).view(batch_size, -1)
+        tracks = train[:self.track_len * self.n_tracks].view(self.n_tracks, self.track_len)
+        resets = torch.from_numpy(doc_starts(tracks.reshape(-1).numpy(), doc_sep)).view(self.n_tracks, -1)
+        mine = slice(rank * batch_size, (rank + 1) * batch_size)          # this rank's tracks
+        self.tracks, self.resets = tracks[mine], resets[mine]
+        self.n_train_tokens, self.n_doc_starts = tracks.numel(), int(resets.sum())   # global, for describe()
         self.chunks_per_epoch = (self.track_len - 1) // context
         self.served, self.state = 0, None           # chunks served; the carried model state
         self.monitor = monitors.Monitor(**(monitor_cfg or {}))
@@ -62,10 +72,14 @@ class HybridTask:
         the stream; resets before and after the document. Drawn from (seed, chunk index): resumable."""
         rng = np.random.default_rng([self.seed, self.served])
         T = self.context
-        for b in np.nonzero(rng.random(self.batch_size) < self.passkey_mix)[0]:
+        # drawn for every global track, in order, so each rank sees the documents one process would
+        for g in np.nonzero(rng.random(self.n_tracks) < self.passkey_mix)[0]:
             key = f"{int(rng.integers(10000, 100000))}"
             dist = int(rng.integers(PASSKEY_MIN_DIST, T - PASSKEY_OVERHEAD + 1))
             text, _ = passkey_text(key, dist, rng)
+            b = g - self.rank * self.batch_size
+            if not 0 <= b < self.batch_size:
+                continue
             ids = torch.from_numpy(tokenizer.encode(text).astype(np.int64))
             n = len(ids)
             x[b, :n], y[b, :n - 1] = ids, ids[1:]
@@ -106,13 +120,42 @@ class HybridTask:
 
     # ---- resume ---------------------------------------------------------------------------------
     def state_dict(self):
-        return {"served": self.served, "state": self.state, "monitor": self.monitor.state_dict()}
+        """Chunks served, monitors, and the carried state of all n_tracks global tracks (under torchrun
+        every rank calls this: the ranks' states are gathered, in rank order)."""
+        state = self.state
+        if self.world > 1:
+            parts = distributed.all_gather(None if state is None else move_state(state, "cpu"))
+            state = None if parts[0] is None else {"pos": parts[0]["pos"], "layers": _join([p["layers"] for p in parts])}
+        return {"served": self.served, "state": state, "monitor": self.monitor.state_dict()}
 
     def load_state_dict(self, d):
-        self.served, self.state = int(d["served"]), d["state"]
+        self.served, state = int(d["served"]), d["state"]
+        if state is not None and self.world > 1:   # keep this rank's tracks of the global state
+            lo = self.rank * self.batch_size
+            state = {"pos": state["pos"], "layers": _rows(state["layers"], slice(lo, lo + self.batch_size))}
+        self.state = state
         self.monitor.load_state_dict(d.get("monitor", {}))
 
     def describe(self):
-        return {"data_dir": str(self.data_dir), "n_train_tokens": int(self.tracks.numel()), "n_val_tokens": len(self.val),
-                "tracks": self.batch_size, "track_len": self.track_len, "chunks_per_epoch": self.chunks_per_epoch,
-                "doc_sep": self.doc_sep, "doc_starts_train": int(self.resets.sum()), "passkey_mix": self.passkey_mix}
+        return {"data_dir": str(self.data_dir), "n_train_tokens": self.n_train_tokens, "n_val_tokens": len(self.val),
+                "tracks": self.n_tracks, "track_len": self.track_len, "chunks_per_epoch": self.chunks_per_epoch,
+                "doc_sep": self.doc_sep, "doc_starts_train": self.n_doc_starts, "passkey_mix": self.passkey_mix}
+
+
+def _join(parts):
+    """Per-rank nested lists/tuples of (B, ...) state tensors -> one structure of (world*B, ...)."""
+    first = parts[0]
+    if isinstance(first, torch.Tensor):
+        return torch.cat(parts, 0)
+    if isinstance(first, (list, tuple)):
+        return type(first)(_join(list(p)) for p in zip(*parts))
+    return first
+
+
+def _rows(x, rows):
+    """The same nested structure with every tensor cut to `rows` of its track dimension."""
+    if isinstance(x, torch.Tensor):
+        return x[rows]
+    if isinstance(x, (list, tuple)):
+        return type(x)(_rows(v, rows) for v in x)
+    return x

@@ -115,7 +115,8 @@ class PrefixMDN(nn.Module):
         return (out, h[:, :M]) if return_slots else out
 
     def loss(self, x, y, step=0, forward=None):
-        return mixture_loss((forward or self)(x), y, self.config.entropy_reg)
+        forward = self if forward is None else forward   # not `forward or self`: bool() of a compiled module raises
+        return mixture_loss(forward(x), y, self.config.entropy_reg)
 
 
 class PostfixMDN(nn.Module):
@@ -143,6 +144,9 @@ class PostfixMDN(nn.Module):
         # z-scoring of the aux targets, set from train windows by the task (stored with the model)
         self.register_buffer("aux_mean", torch.zeros(len(AUX_STATS)))
         self.register_buffer("aux_std", torch.ones(len(AUX_STATS)))
+        # the mask for a full window, built once and moved with the model (not rebuilt on the host and
+        # copied at every forward); not saved in checkpoints: it is a function of the config
+        self.register_buffer("full_mask", self._build_mask(c.context), persistent=False)
         self.head = MixtureHead(c)
         init_weights(self, c.n_layer)
 
@@ -154,16 +158,24 @@ class PostfixMDN(nn.Module):
         """One prediction per window: p(s_T | s_0..s_{T-1}), i.e. position T-1."""
         return torch.tensor([T - 1])
 
-    def attn_mask(self, T, drop_slots=()):
-        """(T+M, T+M) bool, True = may attend: data causal and blind to slots; each slot sees all
-        data and itself. drop_slots is accepted for symmetry with PREFIX: no token reads another
-        slot, so removal only matters in the readout."""
+    def _build_mask(self, T):
         M = self.config.n_memory_slots
         mask = torch.zeros(T + M, T + M, dtype=torch.bool)
         mask[:T, :T] = torch.ones(T, T, dtype=torch.bool).tril()
         mask[T:, :T] = True
         mask[T:, T:] = torch.eye(M, dtype=torch.bool)
         return mask
+
+    def attn_mask(self, T, drop_slots=()):
+        """(T+M, T+M) bool on the model's device, True = may attend: data causal and blind to slots;
+        each slot sees all data and itself. drop_slots is accepted for symmetry with PREFIX: no token
+        reads another slot, so removal only matters in the readout."""
+        full, C = self.full_mask, self.config.context
+        if T == C:
+            return full
+        # a shorter window: its data rows/columns are the first T of the full mask's, its slots the last M
+        keep = torch.cat([torch.arange(T, device=full.device), torch.arange(C, full.size(0), device=full.device)])
+        return full[keep][:, keep]
 
     def slot_inputs(self, id_perm=None):
         """(M, C) slot input embeddings; id_perm: slot m gets ID row id_perm[m] (None: the mode's default)."""
@@ -185,20 +197,25 @@ class PostfixMDN(nn.Module):
             a = a.masked_fill(~keep, float("-inf"))
         return torch.softmax(a, dim=0)
 
-    def forward(self, x, drop_slots=(), id_perm=None, slot_inputs=None, return_slots=False):
+    def forward(self, x, drop_slots=(), id_perm=None, slot_inputs=None, return_slots=False, return_aux=False):
         """x (B, T) -> Mixture (B, 1, K) for s_T. drop_slots: slots removed from attention and
         readout; id_perm: an explicit slot-ID table permutation; slot_inputs: (M, C) to use instead
-        of slot_inputs() (diagnostics take gradients through it)."""
+        of slot_inputs() (diagnostics take gradients through it). return_slots: (out, slot states
+        (B, M, C)); return_aux: (out, slot states, aux predictions (B, 8)). The aux head runs
+        here, not in loss(): under DistributedDataParallel every parameter must be used inside forward
+        (a parameter used after it is marked ready twice and the first backward fails)."""
         B, T = x.shape
         M = self.config.n_memory_slots
         if len(set(drop_slots)) >= M:
             raise ValueError("cannot drop every slot: the readout would be empty")
         e = self.slot_inputs(id_perm) if slot_inputs is None else slot_inputs
         h = torch.cat([self.trunk.embed(x), e.expand(B, M, -1)], dim=1)  # (B, T+M, C)
-        h = self.trunk.run(h, self.attn_mask(T, drop_slots).to(x.device))
+        h = self.trunk.run(h, self.attn_mask(T, drop_slots))
         slots = h[:, T:]                                                   # (B, M, C)
         r = torch.einsum("m,bmc->bc", self.readout_weights(drop_slots).to(slots.dtype), slots)
         out = self.head(r.unsqueeze(1))                                    # (B, 1, K)
+        if return_aux:
+            return out, slots, self.aux_predictions(slots.float())
         return (out, slots) if return_slots else out
 
     def aux_predictions(self, slots):
@@ -212,11 +229,15 @@ class PostfixMDN(nn.Module):
     def loss(self, x, y, step=0, forward=None):
         """x (B, T) inputs, y (B, T) next spacings; only y[:, -1] = s_T is predicted."""
         c = self.config
-        m, slots = (forward or self)(x, return_slots=True)
+        forward = self if forward is None else forward   # not `forward or self`: bool() of a compiled module raises
+        if c.use_aux_loss:
+            m, slots, aux_pred = forward(x, return_slots=True, return_aux=True)
+        else:
+            m, slots = forward(x, return_slots=True)
         loss, parts = mixture_loss(m, y[:, -1:], c.entropy_reg)
         if c.use_aux_loss:
             target = (window_stats(x) - self.aux_mean) / self.aux_std
-            aux = F.mse_loss(self.aux_predictions(slots.float()), target)
+            aux = F.mse_loss(aux_pred, target)
             ramp = min(1.0, step / c.aux_ramp_steps) if c.aux_ramp_steps else 1.0
             loss = loss + c.aux_weight * ramp * aux
             parts["aux"] = aux.detach()

@@ -115,5 +115,7 @@ class SpacingMDN(nn.Module):
 
     def loss(self, x, y, step=0, forward=None):
         """x (B, T) inputs, y (B, T) next spacings (y_t = s_{t+1}); teacher-forced NLL on every position.
-        forward: the callable to run (a torch.compile'd wrapper of this model), default self."""
-        return mixture_loss((forward or self)(x), y, self.config.entropy_reg)
+        forward: the callable to run (a torch.compile'd or DDP wrapper of this model), default self."""
+        # `forward or self` would call bool() on a compiled module, which raises on torch >= 2.9
+        forward = self if forward is None else forward
+        return mixture_loss(forward(x), y, self.config.entropy_reg)

@@ -89,7 +89,12 @@ def add_train_args(p, *, max_steps, eval_every, batch_size, lr, n_layer, n_head,
     g.add_argument("--max-steps", type=positive_int, default=max_steps)
     g.add_argument("--eval-every", type=positive_int, default=eval_every)
     g.add_argument("--log-every", type=positive_int, default=10, help="train-loss rows in metrics.jsonl every N steps")
-    g.add_argument("--batch-size", type=positive_int, default=batch_size)
+    g.add_argument("--save-every", type=nonneg_int, default=0,
+                   help="also write ckpt_<step>.pt every N steps (0: never); same format as last.pt")
+    g.add_argument("--keep-last", type=nonneg_int, default=0, help="keep only the newest K ckpt_<step>.pt (0: all)")
+    g.add_argument("--batch-size", type=positive_int, default=batch_size, help="per micro-batch (and per rank under torchrun)")
+    g.add_argument("--grad-accum", type=positive_int, default=1,
+                   help="micro-batches per optimizer step: the effective batch is batch-size x grad-accum (x ranks)")
     g.add_argument("--lr", type=positive_float, default=lr)
     g.add_argument("--weight-decay", type=nonneg_float, default=0.1)
     g.add_argument("--beta1", type=fraction, default=0.9)

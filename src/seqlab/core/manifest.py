@@ -13,7 +13,8 @@ import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[3]  # src/seqlab/core/manifest.py -> repo root
 # Operational flags that do not change what is computed, so they stay out of the hash.
-NOT_HASHED = {"out_dir", "resume", "overwrite", "device", "compile", "gpu_price", "log_every"}
+NOT_HASHED = {"out_dir", "resume", "overwrite", "device", "compile", "gpu_price", "log_every",
+              "tensorboard", "save_every", "keep_last"}
 
 
 def _git(*args):

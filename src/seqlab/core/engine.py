@@ -369,10 +369,9 @@ class Trainer:
         rate = (self.step - step0) / max(total, 1e-9)
         price = a.gpu_price if a.gpu_price is not None else (
             prices.price_for(self.dev_name) if self.dev.type == "cuda" else 0.0)
-        n_gpu = self.dist.world if self.dev.type == "cuda" else 1
-        usd = None if price is None else price * n_gpu * total / 3600
-        cost = ("unknown GPU price (pass --gpu-price)" if price is None else
-                f"${usd:.2f} at ${price:.2f}/hr" + (f" x {n_gpu} GPUs" if n_gpu > 1 else ""))
+        cuda = self.dev.type == "cuda"
+        cost, usd = prices.cost_line(price, total, self.dist.world if cuda else 1,
+                                     torch.cuda.device_count() if cuda else 0)   # says so when GPUs sat idle
         log.line(f"Done: {self.step - step0} steps in {_fmt_minutes(total)} ({rate:.2f} steps/s) | "
                  f"best {self.task.metric}={self.best:.4f} at step {self.best_step} | cost: {cost}")
         log.event("end", step=self.step, total_s=total, steps_per_s=rate, best=self.best,

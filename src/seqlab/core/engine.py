@@ -22,6 +22,7 @@ optional:
                                   stops the run (the reason)
     lr_mults                      {param-name prefix: LR multiplier}
 """
+import contextlib
 import json
 import math
 import random
@@ -74,7 +75,8 @@ def begin(args, family):
 
 # Flags a resumed run may change; any other flag given with a different value is refused.
 RESUME_MUTABLE = {"max_steps", "eval_every", "log_every", "early_stop", "patience", "plateau_patience",
-                  "plateau_lr_factor", "hooks", "data_dir", "kernels", "tensorboard", "compile", "gpu_price"}
+                  "plateau_lr_factor", "hooks", "data_dir", "kernels", "tensorboard", "compile", "gpu_price",
+                  "save_every", "keep_last"}
 # Flags of this invocation only (where and how this process runs): never taken from the saved run.
 NOT_ADOPTED = {"out_dir", "resume", "overwrite", "device"}
 
@@ -190,7 +192,11 @@ class Trainer:
                 log.line(f"Note: {self.rng_note}")
         log.line(f"Device: {self.dev_name}{mem} | AMP: {self.amp_dtype} | compile: {a.compile}")
         world = self.dist.world
-        batch = f"{a.batch_size}" if world == 1 else f"{a.batch_size} per rank x {world} ranks = {a.batch_size * world} global"
+        batch = f"{a.batch_size}" if world == 1 else f"{a.batch_size} per rank x {world} ranks"
+        if a.grad_accum > 1:
+            batch += f" x {a.grad_accum} accumulated"
+        if world > 1 or a.grad_accum > 1:
+            batch += f" = {a.batch_size * world * a.grad_accum} per optimizer step"
         log.line(f"Batch size: {batch} | params: {n_params:,} | run_id: {self.manifest['run_id']} | "
                  f"config_hash: {self.manifest['config_hash']} | git: {str(self.manifest['git_commit'])[:10]}"
                  f"{' (dirty)' if self.manifest.get('git_dirty') else ''}")
@@ -198,7 +204,8 @@ class Trainer:
         if hasattr(self.task, "on_start"):
             self.task.on_start(self.model, self.dev, log)
         log.event("start", step=self.step, device=self.dev_name, device_memory_gib=self.dev_mem,
-                  batch_size=a.batch_size, world_size=world, global_batch_size=a.batch_size * world,
+                  batch_size=a.batch_size, world_size=world, grad_accum=a.grad_accum,
+                  global_batch_size=a.batch_size * world * a.grad_accum,
                   n_params=n_params, amp=self.amp_dtype)
 
     # ---- checkpoints -------------------------------------------------------------------------
@@ -207,6 +214,14 @@ class Trainer:
         ck = self._checkpoint(metrics)
         if self.dist.is_main:
             checkpoint.save_atomic(ck, self.out / name)
+
+    def _save_periodic(self):
+        """ckpt_<step>.pt (the format of last.pt, so eval, diagnose and --resume read it), keeping
+        the newest --keep-last of them (0: all)."""
+        self._save(f"ckpt_{self.step}.pt")
+        if self.dist.is_main and self.args.keep_last:
+            for old in checkpoint.periodic(self.out)[:-self.args.keep_last]:
+                old.unlink()
 
     def _checkpoint(self, metrics=None):
         rng = self.dist.gather(checkpoint.rng_state(self.dev))
@@ -241,17 +256,26 @@ class Trainer:
         return a.lr * f
 
     def _train_step(self):
+        """One optimizer step over --grad-accum micro-batches: each loss is divided by their number, so
+        the gradient is that of one batch N times larger (for tasks whose loss is a mean over
+        equal-sized batches); under DDP the N - 1 inner backwards skip the gradient all-reduce."""
         a = self.args
         lr = self._set_lr()
-        batch = self.task.next_batch()
-        with self.autocast():
-            loss = self.task.loss(self.train_model, batch)
-        self.hooks.after_forward()
+        n = a.grad_accum
+        total = 0.0
+        for i in range(n):
+            sync = i == n - 1 or not self.dist.active
+            with (contextlib.nullcontext() if sync else self.train_model.no_sync()):
+                batch = self.task.next_batch()
+                with self.autocast():
+                    loss = self.task.loss(self.train_model, batch)
+                self.hooks.after_forward()
+                scaled = loss / n if n > 1 else loss
+                (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
+            total = total + loss.detach()
+        loss = total / n
         if self.scaler is not None:
-            self.scaler.scale(loss).backward()
             self.scaler.unscale_(self.opt)
-        else:
-            loss.backward()
         self.hooks.apply_update(self.model, self.step)
         if hasattr(self.task, "after_backward"):
             self.task.after_backward(self.model, self.step)
@@ -343,6 +367,8 @@ class Trainer:
                     self.n_loss = 0
                 if self.step % a.eval_every == 0 or self.step == a.max_steps:
                     stop = self._on_eval(t0, step0)
+                if a.save_every and self.step % a.save_every == 0:
+                    self._save_periodic()
                 # under DDP ranks agree on a signal at logging steps (a collective each step would sync)
                 if (self.stop_signal is not None if not self.dist.active else
                         self.step % a.log_every == 0 and self.dist.any(self.stop_signal is not None)):

@@ -16,7 +16,7 @@ rank (rank 0's numbers are reported).
 import numpy as np
 import torch
 
-from seqlab.core import distributed
+from seqlab.core import distributed, paths
 from seqlab.core.errors import UserError
 from seqlab.hybrid import kernels, monitors
 from seqlab.hybrid.model import detach_state
@@ -137,7 +137,7 @@ class HybridTask:
         self.monitor.load_state_dict(d.get("monitor", {}))
 
     def describe(self):
-        return {"data_dir": str(self.data_dir), "n_train_tokens": self.n_train_tokens, "n_val_tokens": len(self.val),
+        return {"data_dir": paths.shown(self.data_dir), "n_train_tokens": self.n_train_tokens, "n_val_tokens": len(self.val),
                 "tracks": self.n_tracks, "track_len": self.track_len, "chunks_per_epoch": self.chunks_per_epoch,
                 "doc_sep": self.doc_sep, "doc_starts_train": self.n_doc_starts, "passkey_mix": self.passkey_mix}
 

@@ -6,7 +6,7 @@ the 7,035 stored rows). Validation scores the val split's windows, deterministic
 """
 import torch
 
-from seqlab.core import cli, distributed, engine
+from seqlab.core import cli, distributed, engine, paths
 from seqlab.mdn import evaluate as mdn_eval
 from seqlab.zeta import spacings as spacing_data
 from seqlab.core.errors import UserError
@@ -113,7 +113,7 @@ class MDNTask:
         self.sampler.load_state_dict(state)
 
     def describe(self):
-        return {"data_dir": str(self.data_dir), "n_train_spacings": len(self.stream),
+        return {"data_dir": paths.shown(self.data_dir), "n_train_spacings": len(self.stream),
                 "train_windows": f"sliding: {self.sampler.n_starts} offsets of {self.context + 1} spacings",
                 "n_val_windows": len(self.val), "val_stride": self.val_stride,
                 "meta": spacing_data.load_meta(self.data_dir)}

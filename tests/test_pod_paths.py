@@ -164,3 +164,19 @@ def test_hybrid_ranks_split_the_global_tracks(text_dir):
         for i in range(3):   # x, y, reset
             assert torch.equal(whole[i], torch.cat([p[i] for p in parts]))
     assert not torch.equal(parts[0][0], parts[1][0])
+
+
+# ---- POSTFIX attention mask: built once, lives on the model's device ------------------------------
+
+def test_postfix_mask_is_a_device_buffer_not_rebuilt_per_forward(monkeypatch):
+    from seqlab.mdn.memory import PostfixConfig, PostfixMDN
+    model = PostfixMDN(PostfixConfig(context=24, n_layer=1, n_head=2, n_embd=16, n_components=2, n_memory_slots=3))
+    assert "full_mask" not in model.state_dict()          # a function of the config: checkpoints unchanged
+    for T in (24, 10, 1):                                  # the full window, and shorter ones (rollouts)
+        assert torch.equal(model.attn_mask(T), model._build_mask(T)), T
+    assert model.attn_mask(24).data_ptr() == model.full_mask.data_ptr()
+    monkeypatch.setattr(PostfixMDN, "_build_mask", lambda self, T: pytest.fail("mask rebuilt in forward"))
+    x = 0.5 + torch.rand(2, 24)
+    model(x), model(x[:, :10])
+    model.to(torch.float64)                                # .to() moves the buffer with the model; bool stays bool
+    assert model.full_mask.dtype == torch.bool

@@ -36,6 +36,8 @@ def build_parser():
                    help="mean: the mean slot state predicts all 8 statistics; diagonal: slot j%%M predicts statistic j")
     g.add_argument("--aux-weight", type=cli.nonneg_float, default=0.1)
     g.add_argument("--aux-ramp-steps", type=cli.nonneg_int, default=1000, help="aux weight ramps up linearly over these steps")
+    g.add_argument("--perm-warmup-steps", type=cli.nonneg_int, default=0,
+                   help="with permute_per_batch: keep the slot IDs fixed for the first N steps, then permute")
     g.add_argument("--use-ortho-loss", action="store_true", help="penalise squared cosine similarity between slot states")
     g.add_argument("--ortho-weight", type=cli.nonneg_float, default=0.01)
     g.add_argument("--memory-lr-mult", type=cli.positive_float, default=0.3,
@@ -49,6 +51,7 @@ def main(argv=None):
     config = dict(mdn_task.base_config(args), n_memory_slots=args.n_memory_slots, slot_id_mode=args.slot_id_mode,
                   eval_slot_id_mode=eval_mode, content_mode=args.content_mode, use_aux_loss=args.use_aux_loss,
                   aux_mode=args.aux_mode, aux_weight=args.aux_weight, aux_ramp_steps=args.aux_ramp_steps,
+                  perm_warmup_steps=args.perm_warmup_steps,
                   use_ortho_loss=args.use_ortho_loss, ortho_weight=args.ortho_weight)
     return mdn_task.train(args, PostfixMDN, PostfixConfig, config, lr_mults={"memory.": args.memory_lr_mult})
 

@@ -66,6 +66,7 @@ class PostfixConfig(MDNConfig):
     aux_mode: str = "mean"              # mean: pooled slots predict all 8 stats; diagonal: slot j%M predicts stat j
     aux_weight: float = 0.1
     aux_ramp_steps: int = 1000          # aux weight grows linearly from 0 over this many steps
+    perm_warmup_steps: int = 0          # permute_per_batch: fixed slot IDs for the first N steps
     use_ortho_loss: bool = False
     ortho_weight: float = 0.01
 
@@ -230,10 +231,13 @@ class PostfixMDN(nn.Module):
         """x (B, T) inputs, y (B, T) next spacings; only y[:, -1] = s_T is predicted."""
         c = self.config
         forward = self if forward is None else forward   # not `forward or self`: bool() of a compiled module raises
+        # --perm-warmup-steps: the identity permutation (fixed IDs) until the permutations start
+        warm = c.slot_id_mode == "permute_per_batch" and step < c.perm_warmup_steps
+        perm = torch.arange(c.n_memory_slots, device=x.device) if warm else None
         if c.use_aux_loss:
-            m, slots, aux_pred = forward(x, return_slots=True, return_aux=True)
+            m, slots, aux_pred = forward(x, id_perm=perm, return_slots=True, return_aux=True)
         else:
-            m, slots = forward(x, return_slots=True)
+            m, slots = forward(x, id_perm=perm, return_slots=True)
         loss, parts = mixture_loss(m, y[:, -1:], c.entropy_reg)
         if c.use_aux_loss:
             target = (window_stats(x) - self.aux_mean) / self.aux_std

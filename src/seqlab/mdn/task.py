@@ -4,6 +4,7 @@ Training samples are sliding windows over the flattened train stream: a window i
 consecutive spacings starting at any offset (about 1.8M distinct windows on the 2M set, not
 the 7,035 stored rows). Validation scores the val split's windows, deterministically.
 """
+import numpy as np
 import torch
 
 from seqlab.core import cli, distributed, engine, paths
@@ -61,11 +62,16 @@ class MDNTask:
     model's scored positions of the val windows (E0/PREFIX: every position; POSTFIX: the last)."""
     metric = "val_nll"
 
-    def __init__(self, family, data_dir, context, batch_size, seed, val_stride=None, eval_batch_size=64, lr_mults=None):
+    def __init__(self, family, data_dir, context, batch_size, seed, val_stride=None, eval_batch_size=64, lr_mults=None,
+                 train_fraction=None, train_heights=None):
         self.family, self.data_dir, self.context = family, data_dir, context
         train = spacing_data.load_split(data_dir, "train")
         val = spacing_data.load_split(data_dir, "val")
-        self.stream = train.flatten()  # stored rows are consecutive chunks of one sequence
+        full = train.flatten()  # stored rows are consecutive chunks of one sequence
+        # the part of the train stream the sampler draws from (--train-fraction / --train-heights)
+        self.meta = spacing_data.load_meta(data_dir)
+        self.train_range = spacing_data.select_train(len(full), self.meta, train_fraction, train_heights)
+        self.stream = full[self.train_range[0]:self.train_range[1]]
         self.sampler = StreamSampler(self.stream, context + 1, batch_size, seed, *distributed.env_rank_world())
         # memory models have parameters a configuration may leave unused (e.g. aux heads without
         # --use-aux-loss); DistributedDataParallel must be told
@@ -113,10 +119,16 @@ class MDNTask:
         self.sampler.load_state_dict(state)
 
     def describe(self):
+        lo, hi = self.train_range
+        heights = {}
+        if "gamma_min" in self.meta:
+            t = spacing_data.height_of_count(int(self.meta.get("first_zero", 1)) + np.array([lo, hi - 1]))
+            heights = {"train_heights": [round(float(t[0]), 3), round(float(t[1]), 3)]}
         return {"data_dir": paths.shown(self.data_dir), "n_train_spacings": len(self.stream),
+                "train_range": [lo, hi], **heights,
                 "train_windows": f"sliding: {self.sampler.n_starts} offsets of {self.context + 1} spacings",
                 "n_val_windows": len(self.val), "val_stride": self.val_stride,
-                "meta": spacing_data.load_meta(self.data_dir)}
+                "meta": self.meta}
 
 
 # ---- what the three trainers share ------------------------------------------------------------
@@ -145,7 +157,32 @@ def build_parser(description, family):
     g.add_argument("--val-stride", type=cli.positive_int, default=None,
                    help="offset between val windows (default: context + 1 = the stored rows, no overlap)")
     g.add_argument("--eval-batch-size", type=cli.positive_int, default=64)
+    g = p.add_argument_group("which train data")
+    g.add_argument("--train-fraction", type=fraction_or_one, default=None, metavar="F",
+                   help="train on the last F of the train stream only (the heights nearest val)")
+    g.add_argument("--train-heights", type=height_range, default=None, metavar="LO:HI",
+                   help="train on the spacings whose zeros lie at heights LO <= T < HI (either may be empty, "
+                        "e.g. 9e5: for T >= 9e5)")
     return p
+
+
+def fraction_or_one(text):
+    value = float(text)
+    if not 0 < value <= 1:
+        raise cli.argparse.ArgumentTypeError(f"must lie in (0, 1], got {text}")
+    return value
+
+
+def height_range(text):
+    """'LO:HI' -> (LO or None, HI or None), heights of zeta zeros (T)."""
+    lo, sep, hi = text.partition(":")
+    try:
+        out = (float(lo) if lo else None, float(hi) if hi else None)
+    except ValueError:
+        out = None
+    if not sep or out is None or out == (None, None) or (None not in out and out[0] >= out[1]):
+        raise cli.argparse.ArgumentTypeError(f"expected LO:HI heights with LO < HI (e.g. 9e5:1.2e6 or 9e5:), got {text!r}")
+    return out
 
 
 def parse(parser, argv=None):
@@ -171,7 +208,7 @@ def train(args, model_cls, config_cls, config_fields, lr_mults=None):
     resume = engine.begin(args, family)
     config = config_cls(**resume["model_config"]) if resume else config_cls(**config_fields)
     task = MDNTask(family, args.data_dir, config.context, args.batch_size, args.seed, args.val_stride,
-                   args.eval_batch_size, lr_mults)
+                   args.eval_batch_size, lr_mults, args.train_fraction, args.train_heights)
     try:
         model = model_cls(config)
     except ValueError as e:

@@ -101,3 +101,51 @@ def prepare(spacings, out_dir, *, source, extra_meta=None, seq_len=SEQ_LEN, val_
                  "val_type": "val_tail", "val_fraction": float(val_fraction), "source": source, "dtype": "float32"})
     write(out, train, val, meta, overwrite=overwrite)
     return meta
+
+
+def height_of_count(n):
+    """Height T (float64 array) where the smooth zero count theta(T)/pi + 1 equals n - 1/2, i.e.
+    about where zero number n sits (|error| < a few mean spacings, from S(T)). Newton on
+    (T/2pi) log(T/2pi e) + 7/8 = n - 1/2, the Riemann-von Mangoldt main terms."""
+    n = np.asarray(n, dtype=np.float64)
+    target = n - 0.5 - 7 / 8
+    t = 2 * np.pi * np.maximum(n, 2.0) / np.log(np.maximum(n, 2.0) + 1) + 14.0   # above the root: Newton goes down
+    for _ in range(60):
+        x = t / (2 * np.pi)
+        f = x * np.log(x / np.e) - target
+        t = np.maximum(t - f / (np.log(x) / (2 * np.pi)), 14.0)
+    return t
+
+
+def train_heights(meta, n_train):
+    """(n_train,) heights of the lower zero of each spacing of the flattened train stream: spacing i
+    lies between zeros first + i and first + i + 1 (first = meta['first_zero'], default 1)."""
+    first = int(meta.get("first_zero", 1))
+    return height_of_count(first + np.arange(n_train))
+
+
+def select_train(n_train, meta, fraction=None, heights=None):
+    """[lo, hi) indices of the train stream to train on: the last `fraction` of it (the heights
+    nearest val), or the spacings whose lower zero lies in heights = (T_lo, T_hi) (either may be None).
+    None of both: the whole stream."""
+    if fraction is not None and heights is not None:
+        raise UserError("give --train-fraction or --train-heights, not both")
+    if fraction is not None:
+        return n_train - max(1, int(round(fraction * n_train))), n_train
+    if heights is None:
+        return 0, n_train
+    if "gamma_min" not in meta:
+        raise UserError("--train-heights needs a zeta dataset whose meta records its zeros (gamma_min); "
+                        "this one does not: use --train-fraction")
+    t = train_heights(meta, n_train)
+    lo_t, hi_t = heights
+    keep = np.ones(n_train, dtype=bool)
+    if lo_t is not None:
+        keep &= t >= lo_t
+    if hi_t is not None:
+        keep &= t < hi_t
+    idx = np.nonzero(keep)[0]
+    if len(idx) == 0:
+        raise UserError(f"--train-heights {lo_t}:{hi_t} selects no train spacing (the train stream spans heights "
+                        f"{t[0]:.6g} .. {t[-1]:.6g})")
+    return int(idx[0]), int(idx[-1]) + 1

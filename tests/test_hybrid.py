@@ -228,6 +228,32 @@ def test_monitors_flag_a_planted_collapse_and_stay_quiet_when_healthy():
     assert "collapse" in flags and row["collapsed_layers"] == [1]
 
 
+def test_near_dead_layer_warns_ratio_is_per_parameter_and_g35_keeps_the_mode():
+    model = tiny("RMAP", context=16)
+    ids = torch.randint(2, 99, (200,))
+    _, row = monitor_flags(model, ids)
+    n = {"rwkv": 0, "mamba": 0}
+    for name, p in model.named_parameters():
+        c = monitors.component_of(model, name)
+        if c in n:
+            n[c] += p.numel()
+    assert row["grad_ratio_rwkv_mamba_raw"] == 1.0                      # equal raw norms (planted) ...
+    assert row["grad_ratio_rwkv_mamba"] == pytest.approx((n["mamba"] / n["rwkv"]) ** 0.5)  # ... per parameter
+    stats = monitors.probe(model, ids, 16, 2)
+    rel = stats[1]["update_std"] / stats[1]["input_std"]
+    with torch.no_grad():
+        model.layers[1].mixer.out_proj.weight *= 1e-4 / rel              # Mamba layer 1 at 1e-4 of its input
+    mon = monitors.Monitor()
+    mon.sq, mon.n_steps = {c: 1.0 for c in monitors.COMPONENTS}, 1
+    flags, row = mon.checks(model, monitors.probe(model, ids, 16, 2), 10, 2.0,
+                            {"best": 2.0, "best_step": 10, "max_steps": 100, "lr_scale": 1.0, "train_loss": 2.0})
+    assert ("collapse", "warn") in {(r, lvl) for r, lvl, _ in flags} and row["near_dead_layers"] == [1]
+    assert row["collapsed_layers"] == []
+    model.train()
+    monitors.g35_report(model, ids, 2, 16, max_chunks=2)
+    assert model.training                                               # the caller's mode restored
+
+
 def test_grad_ratio_band():
     assert monitors.ratio_level(1.0) == "ok" and monitors.ratio_level(0.3) == "ok"
     assert monitors.ratio_level(0.2) == "warn" and monitors.ratio_level(5.0) == "warn"

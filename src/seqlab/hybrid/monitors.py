@@ -2,10 +2,14 @@
 
 At every eval `Monitor.report` writes one "monitor" row to metrics.jsonl and prints a WARNING
 line per triggered rule. Rules (levels: ok / warn / fail; `--stop-on-red-flags` stops on fail):
-    grad ratio      |grad| RWKV / |grad| Mamba (L2 norms, mean over the steps since the last
-                    eval): 0.3-3 ok, 0.1-0.3 or 3-10 warn, else fail (G3.5 band)
+    grad ratio      RMS gradient per parameter, RWKV / Mamba: (|g_R| / sqrt(n_R)) / (|g_M| / sqrt(n_M)),
+                    |g| the L2 norm (mean over the steps since the last eval), n the parameter
+                    count (the components differ ~2x in size, which alone would move a ratio of
+                    raw norms by ~1.4x): 0.3-3 ok, 0.1-0.3 or 3-10 warn, else fail (G3.5 band);
+                    the raw-norm ratio is logged too
     collapse        a layer whose update's std over batch and time (per channel, averaged) is
-                    below `collapse_rel` x the std of its input: fail (activations collapsed)
+                    below `collapse_rel` (1e-5) x the std of its input: fail (activations
+                    collapsed); below `near_dead_rel` (1e-3) x: warn (a near-dead component)
     decay           share of RWKV channels with mean retention < 0.05 or > 0.9995: warn above
                     `decay_frac` (time decay collapsing to 0 or 1)
     selectivity     Mamba dt variance across tokens (per channel, averaged) below 1e-10: fail
@@ -96,8 +100,9 @@ def _state_norm(layer, s):
 
 
 class Monitor:
-    def __init__(self, collapse_rel=1e-5, decay_frac=0.5, stop_on_red_flags=False):
+    def __init__(self, collapse_rel=1e-5, decay_frac=0.5, stop_on_red_flags=False, near_dead_rel=1e-3):
         self.collapse_rel, self.decay_frac, self.stop = collapse_rel, decay_frac, stop_on_red_flags
+        self.near_dead_rel = near_dead_rel
         self.sq = {c: 0.0 for c in COMPONENTS}   # sums of per-step norms, on the host
         self._pending = None   # the same sums since the last read, on the gradients' device (COMPONENTS order)
         self.n_steps = 0
@@ -140,13 +145,21 @@ class Monitor:
         layout = model.config.layout
         g = self.grad_norms()
         has_r, has_m = any(k in "RP" for k in layout), any(k in "MP" for k in layout)
-        ratio = g["rwkv"] / g["mamba"] if has_r and has_m and g["mamba"] > 0 else None
+        n = {c: 0 for c in COMPONENTS}
+        for name, p in model.named_parameters():
+            n[component_of(model, name)] += p.numel()
+        ratio = raw = None
+        if has_r and has_m and g["mamba"] > 0:
+            raw = g["rwkv"] / g["mamba"]
+            ratio = raw * (n["mamba"] / n["rwkv"]) ** 0.5          # per-parameter RMS ratio
         row = {"grad_norm_" + c: g[c] for c in COMPONENTS}
         row["grad_ratio_rwkv_mamba"] = ratio
+        row["grad_ratio_rwkv_mamba_raw"] = raw
         out = []
         level = ratio_level(ratio)
         if level != "ok":
-            out.append(("grad_ratio", level, f"RWKV/Mamba gradient-norm ratio {ratio:.3g} outside the G3.5 band 0.3-3"))
+            out.append(("grad_ratio", level, f"RWKV/Mamba per-parameter gradient ratio {ratio:.3g} outside the G3.5 band "
+                                             f"0.3-3 (raw norms {raw:.3g})"))
         layers = {i: s for i, s in stats.items() if isinstance(i, int)}
         row["state_norm"] = [layers[i]["state_norm"] for i in sorted(layers)]
         row["update_std"] = [layers[i]["update_std"] for i in sorted(layers)]
@@ -156,6 +169,12 @@ class Monitor:
             kinds = "".join(layout[i] for i in collapsed)
             out.append(("collapse", "fail", f"activation collapse: layers {collapsed} ({kinds}) output a constant "
                                             f"(update std < {self.collapse_rel:g} x input std)"))
+        weak = [i for i, s in layers.items() if i not in collapsed
+                and s["update_std"] < self.near_dead_rel * max(s["input_std"], 1e-12)]
+        row["near_dead_layers"] = weak
+        if weak:
+            out.append(("collapse", "warn", f"near-dead layers {weak} ({''.join(layout[i] for i in weak)}): update std "
+                                            f"< {self.near_dead_rel:g} x input std"))
         rets = [w for key, ws in stats.items() if isinstance(key, tuple) for w in ws]
         if rets:
             w = torch.cat(rets)
@@ -267,8 +286,15 @@ def g35_report(model, ids, n_tracks, context, max_chunks=16):
     Returns (list of per-layer dicts, passed: bool).
     """
     dev = next(model.parameters()).device
+    was = model.training
     model.eval()
-    tracks = stream_tracks(ids, n_tracks, context, max_chunks)
+    try:
+        return _g35(model, dev, stream_tracks(ids, n_tracks, context, max_chunks), context)
+    finally:
+        model.train(was)                                     # the caller's mode, as found
+
+
+def _g35(model, dev, tracks, context):
     flat, svd, sat = [], {}, {}
     state = None
     for s in range(0, tracks.shape[1] - 1, context):

@@ -65,7 +65,7 @@ def test_accumulating_4_micro_batches_equals_one_batch_4x_larger(tmp_path):
     la = [r["loss"] for r in runfolder.read_metrics(out_big / "metrics.jsonl") if r["event"] == "train"]
     lb = [r["loss"] for r in runfolder.read_metrics(out_acc / "metrics.jsonl") if r["event"] == "train"]
     assert max(abs(p - q) for p, q in zip(la, lb)) < 1e-6
-    assert "Batch size: 4 x 4 accumulated = 16 per optimizer step" in (out_acc / "train.log").read_text()
+    assert "Batch size: 4 x 4 accumulated = 16 global" in (out_acc / "train.log").read_text()
 
 
 def test_accumulation_is_not_a_no_op(tmp_path):
@@ -99,3 +99,22 @@ def test_bad_values_are_one_line_errors(train_char, bad):
     with pytest.raises(SystemExit) as e:
         train_char(*bad)
     assert e.value.code == 2
+
+
+def test_accumulation_under_torchrun_equals_one_process(text_dir, tmp_path, train_char):
+    """2 gloo ranks x batch 2 x 2 micro-batches = one process x batch 4 x 2 micro-batches (the inner
+    backward skips the all-reduce; the last one averages the accumulated gradients)."""
+    from conftest import TINY
+    from test_distributed import launch
+    flags = [*TINY, "--dropout", "0", "--max-steps", "6", "--eval-every", "3", "--grad-accum", "2"]
+    flags[flags.index("--batch-size") + 1] = "2"
+    proc = launch("train_char.py", "--data-dir", text_dir, "--out-dir", tmp_path / "ddp", *flags, "--device", "cpu",
+                  port=29551)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    _, single = train_char("--dropout", "0", "--batch-size", "4", "--eval-every", "3", "--grad-accum", "2",
+                           out="single", max_steps=6)
+    a = {r["step"]: r["loss"] for r in runfolder.read_metrics(single / "metrics.jsonl") if r["event"] == "train"}
+    b = {r["step"]: r["loss"] for r in runfolder.read_metrics(tmp_path / "ddp/metrics.jsonl") if r["event"] == "train"}
+    assert sorted(a) == sorted(b) == list(range(1, 7))
+    assert max(abs(a[s] - b[s]) for s in a) < 1e-5
+    assert "2 per rank x 2 ranks x 2 accumulated = 8 global" in (tmp_path / "ddp/train.log").read_text()

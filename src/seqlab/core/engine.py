@@ -196,7 +196,7 @@ class Trainer:
         if a.grad_accum > 1:
             batch += f" x {a.grad_accum} accumulated"
         if world > 1 or a.grad_accum > 1:
-            batch += f" = {a.batch_size * world * a.grad_accum} per optimizer step"
+            batch += f" = {a.batch_size * world * a.grad_accum} global"
         log.line(f"Batch size: {batch} | params: {n_params:,} | run_id: {self.manifest['run_id']} | "
                  f"config_hash: {self.manifest['config_hash']} | git: {str(self.manifest['git_commit'])[:10]}"
                  f"{' (dirty)' if self.manifest.get('git_dirty') else ''}")

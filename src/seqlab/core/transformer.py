@@ -3,6 +3,8 @@
 Glossary: B batch, T time, C = n_embd, nh = n_head, hs = C // nh.
 References: Vaswani et al. 2017; GPT-2 pre-LN layout (Radford et al. 2019).
 """
+import math
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -18,17 +20,39 @@ class CausalSelfAttention(nn.Module):
         self.proj = nn.Linear(n_embd, n_embd, bias=bias)
         self.resid_drop = nn.Dropout(dropout)
 
+    # Analysis switches, off by default (then forward is the fused path, unchanged). Set by
+    # seqlab.mdn.attention: keep_attention stores self.attention = (scores, weights), both
+    # (B, nh, T, T): the raw q.k/sqrt(hs) before masking and the softmax after it; head_mask (nh,)
+    # scales each head's output before the output projection (0 removes the head).
+    keep_attention = False
+    head_mask = None
+
     def forward(self, x, attn_mask=None):
         """attn_mask: None for plain causal attention, else a bool mask broadcastable to
         (B, nh, T, T), e.g. (T, T) or (B, 1, T, T); True = may attend."""
         B, T, C = x.shape
         q, k, v = self.qkv(x).split(C, dim=2)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
-        y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=attn_mask, is_causal=attn_mask is None,
-            dropout_p=self.dropout if self.training else 0.0)
+        if self.keep_attention:
+            y = self._explicit_attention(q, k, v, attn_mask)
+        else:
+            y = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=attn_mask, is_causal=attn_mask is None,
+                dropout_p=self.dropout if self.training else 0.0)
+        if self.head_mask is not None:
+            y = y * self.head_mask.to(y).view(1, -1, 1, 1)
         y = y.transpose(1, 2).contiguous().view(B, T, C)
         return self.resid_drop(self.proj(y))
+
+    def _explicit_attention(self, q, k, v, attn_mask):
+        """softmax(q k^T / sqrt(hs) + mask) v written out, keeping the scores and weights."""
+        T = q.size(-2)
+        scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))                # (B, nh, T, T)
+        if attn_mask is None:
+            attn_mask = torch.ones(T, T, dtype=torch.bool, device=q.device).tril()
+        w = torch.softmax(scores.masked_fill(~attn_mask, float("-inf")), dim=-1)
+        self.attention = (scores.detach(), w.detach())
+        return F.dropout(w, self.dropout, self.training) @ v
 
 
 class MLP(nn.Module):

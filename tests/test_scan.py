@@ -223,3 +223,19 @@ def test_gradient_reaches_logw_below_the_floor(form):
         _, s = scan.rwkv_sequential(r, k, v, lw, u, state=s0)
         (-s.sum()).backward()
         assert torch.allclose(lw.grad, up, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("with_reset", [False, True])
+def test_cpp_mamba_scan_equals_sequential(with_reset):
+    """The C++ CPU scan (float32; built on first use) against the reference: values, final state, gradients."""
+    from seqlab.hybrid import mamba_cpu
+    if not mamba_cpu.available():
+        pytest.skip(f"C++ Mamba scan unavailable: {mamba_cpu.REASON}")
+    ref_in = mamba_inputs(T=40)
+    kw = {"reset": resets(2, 40)} if with_reset else {}
+    ref = outputs_and_grads(scan.mamba_sequential, float32(ref_in), **kw)
+    got = outputs_and_grads(lambda *a, state, reset=None: mamba_cpu.MambaScanCpp.apply(*a, state, None if reset is None else ~reset),
+                            float32(ref_in), **kw)
+    assert_close(got, ref)
+    y, _ = scan.mamba_chunked(*[t.detach() for t in float32(ref_in)[:5]])   # the default CPU path takes it
+    assert torch.allclose(y.double(), scan.mamba_sequential(*[t.detach() for t in ref_in[:5]])[0], rtol=1e-4, atol=1e-5)

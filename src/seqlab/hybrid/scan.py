@@ -36,6 +36,8 @@ The module knows nothing about the models that call it.
 """
 import torch
 
+from seqlab.hybrid import mamba_cpu
+
 # Retention floor of RWKV: log w >= LOG_W_MIN (w >= 0.0067 per token, i.e. no memory at all
 # beyond a few tokens), part of the definition in every form. It bounds the exponents of the
 # chunked form (see rwkv_chunked) so float32 is safe for chunks up to MAX_CHUNK tokens.
@@ -472,8 +474,10 @@ LOG2E = 1.4426950408889634
 
 
 def mamba_chunked(x, dt, A, Bm, Cm, state=None, reset=None, chunk=8):
-    """Same result as mamba_sequential. On a CPU through _MambaBlocked: blocks of `chunk` tokens (any
-    chunk is exact; it trades Python steps against cache: 8 is the fastest at d=256, N=16, batch 8).
+    """Same result as mamba_sequential. On a CPU in float32 through the C++ loop of
+    seqlab.hybrid.mamba_cpu when it builds (3-4x faster than _MambaBlocked at D=512, measured in
+    results/bench/scan.json), else through _MambaBlocked: blocks of `chunk` tokens (any chunk is
+    exact; it trades Python steps against cache: 8 is the fastest at d=256, N=16, batch 8).
     Elsewhere (GPU) through mamba_chunked_autograd, whose L + T/L steps mean far fewer kernel
     launches than the blocked form's few per token (an expectation: not measured on a GPU)."""
     if x.device.type != "cpu":
@@ -482,4 +486,6 @@ def mamba_chunked(x, dt, A, Bm, Cm, state=None, reset=None, chunk=8):
     if state is None:
         state = x.new_zeros(b, D, A.shape[1])
     keep = None if reset is None else ~reset
+    if x.dtype == torch.float32 and mamba_cpu.available():
+        return mamba_cpu.MambaScanCpp.apply(x, dt, A, Bm, Cm, state, keep)
     return _MambaBlocked.apply(x, dt, A, Bm, Cm, state, keep, chunk)

@@ -4,9 +4,14 @@
     python scripts/prepare_zeros.py --start 1000000 --count 5000 --out data/zeros/near_1e6.npy
     python scripts/prepare_zeros.py --from-file zeros1.txt           # validate an existing table
 
+    python scripts/prepare_zeros.py --start 100000000 --count 100000      # at height: Turing's method
+
 Riemann-Siegel Z(t) with C_0..C_4, Gram points and Rosser blocks (every block's sign changes
-must equal its length: nothing missed or doubled), Illinois refinement to 1e-12 in t, the lowest
-zeros from python-flint; see docs/zeta_zeros.md. Writes float64 .npy + a JSON sidecar.
+must equal its length: nothing missed or doubled) up to n = 13,999,526, where Rosser's rule is
+proven; beyond, Turing's method with Trudgian's bound proves the count between Gram points (a range
+it cannot certify is an error naming it). Illinois refinement to 1e-12 in t - t0, so float64 ordinates
+within an ulp or two at any height; the lowest zeros from python-flint; see docs/zeta_zeros.md.
+Writes float64 .npy + a JSON sidecar.
 """
 import os
 import platform
@@ -46,13 +51,13 @@ def compute(start, count, workers, out, overwrite=False, quiet=False):
     out = Path(out)
     if out.exists() and not overwrite:
         raise UserError(f"{out} exists; pass --overwrite to replace it")
-    if start + count - 1 > zeta.ROSSER_LIMIT:
-        raise UserError(f"zeros beyond n = {zeta.ROSSER_LIMIT:,} need Turing's method, not implemented")
     t = time.time()
     with tqdm(total=count, unit="zero", unit_scale=True, disable=quiet, desc="zeta zeros") as bar:
         gamma, checks = zeta.compute_zeros(start, count, workers=workers, progress=bar.update)
     wall = time.time() - t
-    info = {"method": "riemann-siegel C0..C4 + gram/rosser blocks + illinois refinement; "
+    count_by = ("rosser blocks" if checks["method"] == "rosser" else
+                "turing's method (trudgian 2011 bound on the integral of S(t))")
+    info = {"method": f"riemann-siegel C0..C4 + gram points + {count_by} + illinois refinement; "
                       f"zeros n < {zeta.RS_FROM} from python-flint acb.zeta_zeros",
             "start": start, "checks": checks, "wall_s": round(wall, 2), "workers": workers,
             "refine_tol_t": zeta.REFINE_TOL, "versions": versions()}

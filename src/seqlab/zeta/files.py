@@ -124,7 +124,7 @@ def _locate_count_error(g, start, lo, hi):
     unfolded units (tolerance 0.1 mean spacings)."""
     from seqlab.zeta import zeros as zeta
     n0 = start + lo
-    if n0 < 1 or n0 + hi - lo > zeta.ROSSER_LIMIT:
+    if n0 < 1:
         return lo, True
     ref, _ = zeta.compute_zeros(n0, hi - lo)
     x, xr = theta(g[lo:hi]) / math.pi, theta(ref) / math.pi

@@ -1,4 +1,4 @@
-"""The Riemann-Siegel Z function, vectorised in numpy, accurate at heights up to a few million.
+"""The Riemann-Siegel Z function, vectorised in numpy, accurate from t ~ 800 to t ~ 1e10 and beyond.
 
     Z(t) = 2 sum_{n<=N} n^{-1/2} cos(theta(t) - t ln n) + (-1)^{N-1} tau^{-1/2} sum_{j=0..4} C_j(p) tau^{-j}
 
@@ -7,6 +7,7 @@ C_0..C_4 as in Gabcke 1979), and theta the Riemann-Siegel theta function. Glossa
     t0      the base of a chunk: a float64, exact; every point is t = t0 + h with h a float64 offset
     theta0  theta(t0), computed once per chunk with python-flint (128 bits), kept as m0 pi + r0
     phi_n   -t0 ln n mod 2 pi, also from python-flint: float64 alone would lose ~1e-9 rad at t0 ~ 1e6
+            (~1e-5 rad at t0 ~ 3e9, where t0 ln n ~ 7e10)
     cell    an interval of length Delta (about 1) of one N-segment [2 pi N^2, 2 pi (N+1)^2); at its
             centre c the main sum is stored as K Taylor coefficients M_k in u = (t - c) / (Delta/2),
             so Z at any point costs O(K) instead of O(N) (N = 424 at the top of the 2M range)
@@ -17,8 +18,16 @@ from functools import lru_cache
 
 import numpy as np
 
-CELL = 1.0  # target cell length Delta in t
-K_TAYLOR = 24  # terms of the Taylor series in u; |u (Delta/2)(ln n - L)| <= 1.51, 1.51^24/24! < 1e-19
+CELL = 1.0  # target cell length Delta in t (shorter above N = 992 terms: see cell_length)
+K_TAYLOR = 24  # terms of the Taylor series in u; |u (Delta/2)(ln n - L)| <= 1.73, 1.73^24/24! < 1e-18
+G_BYTES = 1 << 26  # the matrix G of one segment is built in column blocks of at most this size
+
+
+def cell_length(N, cell=CELL):
+    """Target cell length for N terms: the Taylor variable's range (Delta/2)(ln N)/2 stays <= 1.725,
+    so K_TAYLOR = 24 terms keep the truncation below 1e-18 relative. Equal to `cell` for N <= 992
+    (every zero n <= 14.6M), shorter above (0.69 at N = 23,000, t ~ 3.3e9)."""
+    return min(cell, 6.9 / math.log(N)) if N > 1 else cell
 
 
 # --- theta ------------------------------------------------------------------------------------
@@ -152,23 +161,27 @@ def z_direct(t):
 
 
 # --- high-precision bases (python-flint) -----------------------------------------------------------
-@lru_cache(maxsize=1)
-def _flint_logs(n_max=4096):
+PHASE_BITS = 128  # t0 ln n < 2^40 up to t0 ~ 1e10: 88 bits are left for the fraction of 2 pi
+_LOGS = [None]  # ln n at PHASE_BITS for n = 1.. (grown on demand: N = 23,000 terms at t ~ 3.3e9)
+
+
+def _flint_logs(n_max):
     from flint import arb, ctx
-    old, ctx.prec = ctx.prec, 128
-    try:
-        return [None] + [arb(n).log() for n in range(1, n_max + 1)]
-    finally:
-        ctx.prec = old
+    if n_max >= len(_LOGS):
+        old, ctx.prec = ctx.prec, PHASE_BITS
+        try:
+            _LOGS.extend(arb(n).log() for n in range(len(_LOGS), n_max + 1))
+        finally:
+            ctx.prec = old
+    return _LOGS
 
 
 def base_phases(t0, n_max):
-    """phi_n = -t0 ln n mod 2 pi for n = 1..n_max (float64 array, index n-1), computed at 128 bits."""
+    """phi_n = -t0 ln n mod 2 pi for n = 1..n_max (float64 array, index n-1), computed at 128 bits:
+    exact to float64 rounding for t0 ln n up to ~2^70 (t0 far beyond 1e10)."""
     from flint import arb, ctx
-    logs = _flint_logs()
-    if n_max >= len(logs):
-        raise ValueError(f"N = {n_max} terms is beyond the supported height (t < 2 pi 4096^2)")
-    old, ctx.prec = ctx.prec, 128
+    logs = _flint_logs(n_max)
+    old, ctx.prec = ctx.prec, PHASE_BITS
     try:
         T, tp = arb(t0), 2 * arb.pi()
         out = np.empty(n_max)
@@ -227,7 +240,7 @@ class ZChunk:
         offset = 0
         for m in range(m_lo, m_hi + 1):
             b, e = self.seg_start[m - m_lo], self.seg_start[m - m_lo + 1]
-            n_total = math.ceil((e - b) / cell)
+            n_total = math.ceil((e - b) / cell_length(m, cell))
             delta = (e - b) / n_total
             i_lo = min(max(int(math.floor((h_lo - b) / delta)), 0), n_total - 1)
             i_hi = min(max(int(math.floor((h_hi - b) / delta)), 0), n_total - 1)
@@ -250,11 +263,15 @@ class ZChunk:
         k = np.arange(K)
         W = (n ** -0.5)[:, None] * ((-0.5j * delta) * (ln - L))[:, None] ** k / np.array(
             [math.factorial(i) for i in k], dtype=np.float64)  # (N, K)
-        a_off = c0 + np.arange(A) * (B * delta)  # (A,)
-        E = np.exp(1j * (self.phi[:N][None, :] - a_off[:, None] * ln[None, :]))  # (A, N)
         F = np.exp(-1j * (np.arange(B) * delta)[:, None] * ln[None, :])  # (B, N)
-        G = (E.T[:, :, None] * W[:, None, :]).reshape(N, A * K)
-        M = (F @ G).reshape(B, A, K).transpose(1, 0, 2).reshape(A * B, K)
+        step = max(1, G_BYTES // (16 * N * K))  # values of a per product: G stays under G_BYTES at any height
+        out = []
+        for a0 in range(0, A, step):
+            a_off = c0 + np.arange(a0, min(A, a0 + step)) * (B * delta)  # (A',)
+            E = np.exp(1j * (self.phi[:N][None, :] - a_off[:, None] * ln[None, :]))  # (A', N)
+            G = (E.T[:, :, None] * W[:, None, :]).reshape(N, len(a_off) * K)
+            out.append((F @ G).reshape(B, len(a_off), K).transpose(1, 0, 2).reshape(len(a_off) * B, K))
+        M = out[0] if len(out) == 1 else np.concatenate(out)
         return M[:n_c]
 
     def z(self, h):

@@ -12,7 +12,9 @@ Method (Edwards, "Riemann's zeta function", ch. 6-8; Brent 1979; Odlyzko 1987):
     to a bracket narrower than REFINE_TOL.
   - Zeros n < RS_FROM come from python-flint's certified acb.zeta_zeros: below t ~ 800 the
     Riemann-Siegel remainder C_0..C_4 is too coarse for 1e-10.
-Z itself is in zeta_rs.py. Work is split into chunks of Gram indices run by a process pool.
+Beyond n = 13,999,526 Rosser's rule is unproven: there Turing's method (turing.py) proves the count
+between two Gram points and blocks may break Rosser's rule. Z itself is in riemann_siegel.py. Work is
+split into chunks of Gram indices run by a process pool.
 """
 import math
 import multiprocessing as mp_
@@ -20,19 +22,16 @@ import os
 
 import numpy as np
 
-from seqlab.zeta.riemann_siegel import ZChunk, theta, theta_prime
+from seqlab.zeta import turing
+from seqlab.zeta.riemann_siegel import ZChunk, theta
+from seqlab.zeta.roots import REFINE_TOL, ZetaError, gram_approx, illinois as _illinois, sign_changes as _sign_changes  # noqa: F401
 
 RS_FROM = 500  # zeros n >= RS_FROM by Riemann-Siegel, below by python-flint
 ROSSER_LIMIT = 13_999_526  # Rosser's rule is proven for n up to here
-REFINE_TOL = 1e-12  # bracket width in t at which a root counts as refined
 MAX_HALVINGS = 16  # a Gram interval is split into at most 2^16 pieces
 CHUNK_GRAMS = 4096  # Gram intervals per work chunk
 _BLAS_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 MARGIN = 64  # extra Gram points each side of a chunk (Rosser blocks are far shorter)
-
-
-class ZetaError(RuntimeError):
-    """A Rosser block could not be resolved (would mean a bug, a precision loss, or a failure of RH)."""
 
 
 # --- lowest zeros --------------------------------------------------------------------------------
@@ -46,63 +45,7 @@ def flint_zeros(n, count, prec=64):
         ctx.prec = old
 
 
-# --- Gram points -----------------------------------------------------------------------------------
-def gram_approx(k):
-    """g_k in float64 (accurate to ~1e-9 at k ~ 2e6; used only to place chunk bases), k >= 0.
-    theta is convex for t > 7, so Newton from a start to the right of the root converges."""
-    k = np.asarray(k, dtype=np.float64)
-    t = 2 * math.pi * math.e * (k + 10)
-    for _ in range(60):
-        t = t - (theta(t) - k * math.pi) / theta_prime(t)
-    return t
-
-
 # --- one chunk ------------------------------------------------------------------------------------
-def _illinois(zc, a, b, fa, fb, tol=REFINE_TOL, max_iter=200):
-    """Roots of Z in brackets [a, b] (arrays, fa fb < 0): the Illinois variant of regula falsi."""
-    a, b, fa, fb = a.copy(), b.copy(), fa.copy(), fb.copy()
-    side = np.zeros(len(a), dtype=np.int8)  # which end was kept last time (-1 a, +1 b)
-    active = np.abs(b - a) > tol
-    for _ in range(max_iter):
-        idx = np.flatnonzero(active)
-        if idx.size == 0:
-            break
-        A, Bv, FA, FB = a[idx], b[idx], fa[idx], fb[idx]
-        c = Bv - FB * (Bv - A) / (FB - FA)
-        c = np.where((c > A) & (c < Bv), c, 0.5 * (A + Bv))  # guard against round-off
-        fc = zc.z(c)
-        left = np.sign(fc) == np.sign(FA)  # root in [c, b]: replace a
-        exact = fc == 0
-        # Illinois: when the same end survives twice, halve its function value
-        keep_b = left & (side[idx] == 1)
-        keep_a = ~left & (side[idx] == -1)
-        fb[idx] = np.where(keep_b, FB / 2, FB)
-        fa[idx] = np.where(keep_a, FA / 2, FA)
-        a[idx] = np.where(left, c, A)
-        fa[idx] = np.where(left, fc, fa[idx])
-        b[idx] = np.where(~left, c, Bv)
-        fb[idx] = np.where(~left, fc, fb[idx])
-        side[idx] = np.where(left, 1, -1)
-        a[idx[exact]] = b[idx[exact]] = c[exact]
-        active[idx] = np.abs(b[idx] - a[idx]) > tol
-    else:
-        raise ZetaError(f"root refinement did not converge for {int(active.sum())} brackets")
-    with np.errstate(invalid="ignore", divide="ignore"):
-        root = b - fb * (b - a) / (fb - fa)
-    return np.where(np.isfinite(root) & (root >= a) & (root <= b), root, 0.5 * (a + b))
-
-
-def _sign_changes(zc, h_left, h_right, halvings):
-    """Evaluate Z on 2^halvings equal pieces of each interval; return (counts, brackets)."""
-    p = 2**halvings
-    frac = np.arange(p + 1) / p
-    x = h_left[:, None] + (h_right - h_left)[:, None] * frac[None, :]  # (I, p+1)
-    f = zc.z(x.ravel()).reshape(x.shape)
-    ch = np.signbit(f[:, 1:]) != np.signbit(f[:, :-1])
-    r, c = np.nonzero(ch)
-    return ch.sum(axis=1), (r, x[r, c], x[r, c + 1], f[r, c], f[r, c + 1])
-
-
 def chunk_zeros(k_a, k_b, n_lo, n_hi):
     """Zeros in the Rosser blocks whose left good Gram point j has k_a <= j < k_b, keeping those
     with index n_lo <= n < n_hi. Returns (n, gamma) arrays and a dict of counts."""
@@ -174,35 +117,57 @@ def _flint_job(start, count):
 
 
 def _job(args):
-    """One unit of work: ("flint", start, count) or ("rs", k_a, k_b, n_lo, n_hi) -> (n, gamma, stats)."""
+    """One unit of work: ("flint", start, count), ("rs", k_a, k_b, n_lo, n_hi) (Rosser blocks) or
+    ("turing", k_a, k_b, n_lo, n_hi) (Turing's method) -> (n, gamma, stats)."""
     kind, *rest = args
-    return _flint_job(*rest) if kind == "flint" else chunk_zeros(*rest)
+    if kind == "flint":
+        return _flint_job(*rest)
+    if kind == "turing":
+        return turing.chunk_zeros(*rest)
+    return chunk_zeros(*rest)
 
 
-def plan_chunks(n_lo, n_hi, chunk=CHUNK_GRAMS):
-    """Work chunks (k_a, k_b, n_lo, n_hi) covering zeros n_lo <= n < n_hi by Riemann-Siegel."""
-    k_first = n_lo - 2 - MARGIN // 2  # the block holding zero n_lo starts at some j <= n_lo - 2
+def plan_chunks(n_lo, n_hi, chunk=CHUNK_GRAMS, lead=MARGIN // 2):
+    """Work chunks (k_a, k_b, n_lo, n_hi) covering zeros n_lo <= n < n_hi by Riemann-Siegel. `lead`: Gram
+    indices before n_lo - 2 where the first chunk starts (Turing's chunks start up to SEARCH later)."""
+    k_first = n_lo - 2 - lead  # the block holding zero n_lo starts at some j <= n_lo - 2
     k_last = n_hi - 1  # a block starting at j holds zeros >= j + 2
     edges = list(range(k_first, k_last, chunk)) + [k_last]
     return [(a, b, n_lo, n_hi) for a, b in zip(edges[:-1], edges[1:])]
 
 
-def compute_zeros(start, count, workers=1, progress=None):
+def choose_method(start, count, method="auto"):
+    """"rosser" when every zero is within Rosser's proven range (n <= ROSSER_LIMIT), else "turing"."""
+    if method not in ("auto", "rosser", "turing"):
+        raise ValueError(f"method must be auto, rosser or turing, got {method!r}")
+    if method == "auto":
+        return "rosser" if start + count - 1 <= ROSSER_LIMIT else "turing"
+    if method == "rosser" and start + count - 1 > ROSSER_LIMIT:
+        raise ValueError(f"Rosser's rule is proven only for n <= {ROSSER_LIMIT:,}: use Turing's method")
+    return method
+
+
+def compute_zeros(start, count, workers=1, progress=None, method="auto"):
     """gamma_n for n = start .. start+count-1 (float64 array) and a dict of checks.
 
+    method: "rosser" (Rosser's rule, proven for n <= 13,999,526), "turing" (Turing's method with
+    Trudgian's bound, any height: seqlab.zeta.turing) or "auto" (Rosser where it is proven).
     progress: optional callable(n_done) called as chunks finish."""
     if start < 1 or count < 1:
         raise ValueError("start and count must be >= 1")
     end = start + count
-    if end - 1 > ROSSER_LIMIT:
-        raise ValueError(f"Rosser's rule is proven only for n <= {ROSSER_LIMIT:,}")
+    method = choose_method(start, count, method)
     out = np.full(count, np.nan)
     seen = np.zeros(count, dtype=np.int64)
-    checks = {"blocks": 0, "bad_gram": 0, "subdivided": 0, "max_halvings": 0}
+    checks = {"method": method, "blocks": 0, "bad_gram": 0, "subdivided": 0, "max_halvings": 0}
+    if method == "turing":
+        checks.update(rosser_exceptions=0, turing_margin_min=math.inf)
     fl_hi = min(end, RS_FROM)
     jobs = [("flint", start, fl_hi - start)] if start < fl_hi else []
     if max(start, RS_FROM) < end:
-        jobs += [("rs", *c) for c in plan_chunks(max(start, RS_FROM), end)]
+        lead = turing.SEARCH + 4 if method == "turing" else MARGIN // 2
+        kind = "rs" if method == "rosser" else "turing"
+        jobs += [(kind, *c) for c in plan_chunks(max(start, RS_FROM), end, lead=lead)]
     pool = None
     if workers > 1 and len(jobs) > 1:
         saved = {v: os.environ.get(v) for v in _BLAS_VARS}
@@ -216,9 +181,12 @@ def compute_zeros(start, count, workers=1, progress=None):
         for n, gam, st in (pool.imap(_job, jobs) if pool else map(_job, jobs)):
             out[n - start] = gam
             np.add.at(seen, n - start, 1)
-            for key in ("blocks", "bad_gram", "subdivided"):
-                checks[key] += st[key]
+            for key in ("blocks", "bad_gram", "subdivided", "rosser_exceptions"):
+                if key in st:
+                    checks[key] += st[key]
             checks["max_halvings"] = max(checks["max_halvings"], st["max_halvings"])
+            if "turing_margin_min" in st:
+                checks["turing_margin_min"] = min(checks["turing_margin_min"], st["turing_margin_min"])
             if progress:
                 progress(len(n))
     finally:

@@ -8,8 +8,8 @@ char and hybrid checkpoints continue the prompt (the hybrid reads it as a stream
 its one-token step form and carried state; with --keep-state the state also carries from one
 interactive line to the next, so the model remembers the session). MDN checkpoints print
 --max-new-tokens spacings sampled one at a time from a val context of the run's data (sliding
-window of the model's context); for long samples and their statistics use generate_spectra.py
-when it exists, else eval_mdn.py's rollouts.
+window of the model's context); for long samples and their statistics (against the data, GUE,
+Wigner i.i.d. and AR, with the prime lines) use src/generate_spectra.py.
 """
 import sys
 

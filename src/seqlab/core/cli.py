@@ -84,6 +84,8 @@ def add_train_args(p, *, max_steps, eval_every, batch_size, lr, n_layer, n_head,
                    help="$/hr for the end-of-run cost estimate (default: the table in seqlab/core/prices.py)")
     g.add_argument("--hook", dest="hooks", action="append", default=[], metavar="NAME[:k=v,...]",
                    help="enable a hook (repeatable); see seqlab/core/hooks.py for the registry")
+    g.add_argument("--tensorboard", action="store_true",
+                   help="also write the logged scalars to <out-dir>/tb/ (needs the optional tensorboard package)")
 
     g = p.add_argument_group("optimisation")
     g.add_argument("--max-steps", type=positive_int, default=max_steps)

@@ -38,6 +38,7 @@ import torch
 from tqdm import tqdm
 
 from seqlab.core import checkpoint, device, distributed, hooks as hooks_mod, manifest, optim, plots, prices, runfolder
+from seqlab.core import sweep_link
 from seqlab.core.errors import UserError
 
 
@@ -179,6 +180,7 @@ class Trainer:
         self.bar = tqdm(total=a.max_steps, initial=self.step, dynamic_ncols=True, leave=False,
                         disable=not (sys.stderr.isatty() and self.dist.is_main))
         self.log = runfolder.RunLog(self.out, enabled=self.dist.is_main, echo=tqdm.write)
+        self.log = sweep_link.tensorboard_log(self.log, a, self.out)   # --tensorboard: scalars to <out>/tb/
 
     def _log_start(self):
         a, log = self.args, self.log
@@ -319,6 +321,8 @@ class Trainer:
             state = {"metrics": metrics, "best": self.best, "best_step": self.best_step, "n_plateaus": self.n_plateaus,
                      "lr_scale": self.lr_scale, "max_steps": a.max_steps, "train_loss": self.last_train_loss}
             stop = self.task.on_eval(self.model, self.step, self.log, state) or None
+        if stop is None and self.dist.is_main:   # in a sweep: report to the trial; its pruner may stop the run
+            stop = sweep_link.report_to_trial(self.step, metrics, self.out)
         report = self.hooks.report()
         if report:
             log.event("hook", step=self.step, **report)

@@ -43,3 +43,32 @@ def test_generate_spectra_refuses_too_short_chains(run, tmp_path, capsys):
         generate_spectra.main(["--ckpt", str(ckpt), "--data-dir", str(data), "--output-dir", str(tmp_path / "x"),
                                "--n", "64", "--chains", "2", "--block", "64"])
     assert not (tmp_path / "x").exists()
+
+
+def test_extract_kernel_writes_kernels_spectra_and_fits(run, tmp_path):
+    import extract_kernel
+    ckpt, data = run
+    out = extract_kernel.main(["--ckpt", str(ckpt), "--data-dir", str(data), "--output-dir", str(tmp_path),
+                               "--max-lag", "16", "--max-windows", "6", "--ar-order", "8", "--ar-tail", "2000", "--n-boot", "5"])
+    saved = json.loads((tmp_path / "kernel.json").read_text())
+    r = saved["checkpoints"][0]
+    assert len(r["attention"]) == 2 and len(r["attention"][0]) == 2
+    assert len(r["response"]["mean"]["mean"]) == 17
+    assert set(r["fits"]) >= {"response_mean", "response_median", "score_L0H0", "score_L1H1"}
+    assert r["fits"]["response_mean"][0]["aic"] <= r["fits"]["response_mean"][-1]["aic"]
+    assert (tmp_path / "kernel.png").stat().st_size > 0
+    assert out["ar"]["order"] == 8
+
+
+def test_extract_kernel_ckpt_glob_reports_mean_and_std(run, tmp_path):
+    import shutil
+    import extract_kernel
+    ckpt, data = run
+    for i in range(2):
+        (tmp_path / f"s{i}").mkdir()
+        shutil.copy(ckpt, tmp_path / f"s{i}" / "best.pt")
+    out = extract_kernel.main(["--ckpt-glob", str(tmp_path / "s*" / "best.pt"), "--data-dir", str(data),
+                               "--max-lag", "8", "--max-windows", "4", "--ar-order", "4", "--ar-tail", "2000", "--n-boot", "3"])
+    acc = out["across_checkpoints"]
+    assert acc["n_checkpoints"] == 2
+    assert max(acc["response_mean"]["std"]) == 0.0          # the same model twice: no spread

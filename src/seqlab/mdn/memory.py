@@ -231,9 +231,13 @@ class PostfixMDN(nn.Module):
         """x (B, T) inputs, y (B, T) next spacings; only y[:, -1] = s_T is predicted."""
         c = self.config
         forward = self if forward is None else forward   # not `forward or self`: bool() of a compiled module raises
-        # --perm-warmup-steps: the identity permutation (fixed IDs) until the permutations start
-        warm = c.slot_id_mode == "permute_per_batch" and step < c.perm_warmup_steps
-        perm = torch.arange(c.n_memory_slots, device=x.device) if warm else None
+        # --perm-warmup-steps: the identity permutation (fixed IDs) until the permutations start. The
+        # permutation is drawn here, outside the forward that torch.compile may have wrapped: inductor
+        # (torch 2.13) fails to compile a training graph that contains randperm
+        perm = None
+        if c.slot_id_mode == "permute_per_batch" and self.training:
+            draw = torch.arange if step < c.perm_warmup_steps else torch.randperm
+            perm = draw(c.n_memory_slots, device=x.device)
         if c.use_aux_loss:
             m, slots, aux_pred = forward(x, id_perm=perm, return_slots=True, return_aux=True)
         else:

@@ -72,3 +72,14 @@ def test_extract_kernel_ckpt_glob_reports_mean_and_std(run, tmp_path):
     acc = out["across_checkpoints"]
     assert acc["n_checkpoints"] == 2
     assert max(acc["response_mean"]["std"]) == 0.0          # the same model twice: no spread
+
+
+def test_ablate_heads_writes_every_head_and_the_pruning_curve(run, tmp_path):
+    import ablate_heads
+    ckpt, data = run
+    rep = ablate_heads.main(["--ckpt", str(ckpt), "--data-dir", str(data), "--output-dir", str(tmp_path),
+                             "--max-windows", "4", "--n-boot", "20", "--fractions", "0,0.5"])
+    saved = json.loads((tmp_path / "heads.json").read_text())
+    assert len(saved["heads"]) == 4 and set(saved["pruning"]) == {"attn.qkv", "attn.proj", "mlp.fc", "mlp.proj", "all"}
+    assert saved["pruning"]["all"][0]["nll"] == rep["base_nll"]
+    assert (tmp_path / "heads.png").stat().st_size > 0

@@ -55,7 +55,7 @@ def test_data_build_outside_the_repo_writes_only_there(git_checkout, tmp_path):
     cache = tmp_path / "sets" / "zeros" / "zeros_1_50000.npy"
     assert cache.is_file() and cache.with_suffix(".json").is_file()
     # a second build reuses the cache (and says so) instead of computing again
-    again = subprocess.run(cmd[:-2] + ["--out-dir", str(tmp_path / "sets" / "again"), "--no-report"],
+    again = subprocess.run(cmd[:4] + ["--out-dir", str(tmp_path / "sets" / "again"), "--workers", "1", "--no-report"],
                            cwd=ROOT, capture_output=True, text=True)
     assert again.returncode == 0 and "reusing" in again.stdout, again.stderr[-2000:]
     assert porcelain() == before

@@ -67,6 +67,9 @@ def extract(model, wins, height, ar_coef, args):
                                  for h in range(n_head)])
     for kind in ("mean", "median"):
         rep["response"][kind] = band(resp[kind], args.n_boot, args.seed)
+    rep["attention_peaks"] = [{"layer": layer, "head": h, "kind": kind,
+                               **dict(zip(("f", "power_share"), kernel.dominant_frequency(att[kind][:, layer, h].mean(0))))}
+                              for layer in range(n_layer) for h in range(n_head) for kind in ("score", "weight")]
     curves = {"response_mean": resp["mean"], "response_median": resp["median"]}
     curves.update({f"score_L{layer}H{h}": att["score"][:, layer, h] for layer in range(n_layer) for h in range(n_head)})
     for name, per in curves.items():        # fit on even windows, AIC on odd ones; d = 0 (self) left out
@@ -151,6 +154,8 @@ def print_summary(out):
             pk = r["spectra"][name]["implied_peaks"]
             print(f"  {name:>14} implied spectrum, peaks nearest f_p: " +
                   "  ".join(f"p={q['p']}: {q['f_meas']:.4f} ({q['rel_err']:+.1%}, {q['peak_over_median']:.1f}x)" for q in pk))
+        print("  attention weight kernels, strongest oscillation (cycles per lag): " + "  ".join(
+            f"L{q['layer']}H{q['head']} {q['f']:.4f}" for q in r["attention_peaks"] if q["kind"] == "weight"))
         for name, fits in r["fits"].items():
             if name.startswith("response"):
                 print(f"  {name} forms by held-out AIC: " + ", ".join(f"{f['form']} {f['aic']:.1f}" for f in fits))

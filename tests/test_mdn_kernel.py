@@ -79,3 +79,10 @@ def test_form_library_picks_the_planted_form_on_held_out_data():
     fits = kernel.fit_forms(d, expo + 0.005 * rng.standard_normal(64), expo + 0.005 * rng.standard_normal(64), height)
     assert fits[0]["form"] == "exponential"
     assert {r["form"] for r in fits} == {"sine_kernel", "exponential", "power_law", "damped_cosine", "prime_cosines"}
+
+
+def test_dominant_frequency_of_a_planted_oscillation_on_a_trend():
+    d = np.arange(129, dtype=np.float64)
+    c = 0.01 * d + 0.3 * np.cos(2 * np.pi * 0.0575 * d)
+    f, share = kernel.dominant_frequency(c)
+    assert f == pytest.approx(0.0575, abs=0.002) and share > 0.05

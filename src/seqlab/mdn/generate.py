@@ -106,6 +106,7 @@ def plot(report, png_path, title=""):
         ax.set(xlabel=xl, ylabel=yl, title=tt)
         ax.legend(fontsize=7)
     axes[1, 1].axhline(0, color="k", lw=0.5)
+    axes[0, 2].set_yscale("log")      # a drifting source's Sigma^2 grows like L^2 and would hide the rest
     ax = axes[1, 2]
     for name, src in report["sources"].items():
         pg = src["periodogram"]

@@ -95,6 +95,21 @@ def spectral_peaks(freqs, spec, height, primes=(2, 3, 5, 7)):
     return rows
 
 
+def dominant_frequency(curve, f_min=0.02, n_fft=4096):
+    """(f, power share) of the strongest oscillation of a kernel curve c(d), d = 1..D (d = 0 left out):
+    the frequency in [f_min, 0.5] cycles per lag of the highest |FFT|^2 of c after removing its
+    least-squares line, and the share of the power above f_min that lies within 1/D of it."""
+    c = np.asarray(curve, dtype=np.float64)[1:]
+    d = np.arange(len(c))
+    c = c - np.polyval(np.polyfit(d, c, 1), d)
+    freqs = np.fft.rfftfreq(n_fft)
+    pw = np.abs(np.fft.rfft(c * np.hanning(len(c)), n_fft)) ** 2
+    sel = freqs >= f_min
+    f = float(freqs[sel][np.argmax(pw[sel])])
+    near = sel & (np.abs(freqs - f) <= 1.0 / len(c))
+    return f, float(pw[near].sum() / pw[sel].sum())
+
+
 # ---- a library of forms, linear in their amplitudes, nonlinear parameters on grids ----------------
 TAUS = np.geomspace(0.5, 200, 40)
 

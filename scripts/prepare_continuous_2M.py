@@ -80,6 +80,8 @@ def main(argv=None):
     p.add_argument("--workers", type=cli.positive_int, default=os.cpu_count() or 1)
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset in --out-dir")
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--shuffle", action="store_true",
+                   help="control set: permute the spacings within train and within val (same marginal, no correlations)")
     args = p.parse_args(argv)
     out = Path(args.out_dir)
     if (out / "meta.pt").exists() and not args.overwrite:
@@ -94,10 +96,13 @@ def main(argv=None):
                                     Path(args.cache_dir) if args.cache_dir else out.parent / "zeros")
     t_zeros = time.time() - t
     s = zeta.unfolded_spacings(gamma)
+    if args.shuffle:  # the control of docs/telescope.md
+        from seqlab.zeta.sequence_stats import shuffle_within_splits
+        s = shuffle_within_splits(s)
     extra = {"n_zeros": int(len(gamma)), "gamma_min": float(gamma[0]), "gamma_max": float(gamma[-1]),
              "unfolding": "x_n = theta(gamma_n)/pi + 1", "zeros_file": paths.shown(zfile),
              "zeros_sha256": zinfo.get("sha256"), "zeros_method": zinfo.get("method")}
-    source = f"zeta zeros n = 1..{len(gamma):,} ({zinfo.get('method', '?').split(';')[0]})"
+    source = ("shuffled within each split: " if args.shuffle else "") + f"zeta zeros n = 1..{len(gamma):,} ({zinfo.get('method', '?').split(';')[0]})"
     meta = spacing_data.prepare(s, out, source=source, extra_meta=extra, overwrite=args.overwrite)
     print(f"{len(gamma):,} zeros -> {meta['n_spacings']:,} spacings (mean {meta['spacing_mean']:.6f}, "
           f"std {meta['spacing_std']:.4f}, lag-1 autocorr {meta['autocorr'][0]:+.4f}) -> {out}/ "

@@ -95,3 +95,22 @@ def test_gue_blocks_have_mean_one_and_gue_lag1():
     assert -0.40 < ss.moments(g)["all"]["lag1"] < -0.25      # GUE nearest-neighbour spacings anticorrelate
     i = ss.SIGMA2_L.tolist().index(10.0)       # the exact sine-kernel Sigma^2 meets Mehta's large-L asymptotics
     assert math.isclose(ss.references()["sigma2"][i], float(rmt.gue_number_variance(10.0)), abs_tol=0.01)
+
+
+def test_shuffle_within_splits_keeps_each_split_marginal_and_kills_correlation():
+    from seqlab.zeta import spacings as spacing_data
+    rng = np.random.default_rng(0)
+    n = 40 * 256 + 17
+    s = np.empty(n)
+    s[0] = 1.0
+    for i in range(1, n):                       # strongly anticorrelated, like the zeros
+        s[i] = 2.0 - s[i - 1] + 0.1 * rng.standard_normal()
+    s = np.clip(s, 0.05, 3)
+    sh = ss.shuffle_within_splits(s)
+    tr, va = spacing_data.to_windows(s)
+    tr2, va2 = spacing_data.to_windows(sh)
+    assert np.array_equal(np.sort(tr.flatten().numpy()), np.sort(tr2.flatten().numpy()))
+    assert np.array_equal(np.sort(va.flatten().numpy()), np.sort(va2.flatten().numpy()))
+    assert not np.array_equal(tr.numpy(), tr2.numpy())
+    assert ss.autocorrelation(s[:8000], 1)[0] < -0.9 and abs(ss.autocorrelation(sh[:8000], 1)[0]) < 0.05
+    assert np.array_equal(sh[40 * 256:], s[40 * 256:])

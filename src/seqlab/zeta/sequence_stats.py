@@ -178,3 +178,16 @@ def prime_lines(freqs, power, height, primes=(2, 3, 5), rel_window=0.03):
             continue
         rows.append({"p": p, "f_pred": f, "f_meas": fm, "rel_err": fm / f - 1, "peak_over_median": ratio})
     return rows
+
+
+def shuffle_within_splits(s, seq_len=256, val_fraction=0.1, seed=0):
+    """A control set: the spacings of the train part and of the val part (the split of
+    seqlab.zeta.spacings.to_windows) each permuted at random, so that both keep their marginal and
+    lose every correlation. Returns a new array; the tail that makes no whole window is kept as is."""
+    s = np.array(s, dtype=np.float64)
+    n = len(s) // seq_len
+    cut = (n - int(val_fraction * n)) * seq_len
+    rng = np.random.default_rng(seed)
+    s[:cut] = rng.permutation(s[:cut])
+    s[cut:n * seq_len] = rng.permutation(s[cut:n * seq_len])
+    return s

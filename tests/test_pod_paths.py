@@ -180,3 +180,19 @@ def test_postfix_mask_is_a_device_buffer_not_rebuilt_per_forward(monkeypatch):
     model(x), model(x[:, :10])
     model.to(torch.float64)                                # .to() moves the buffer with the model; bool stays bool
     assert model.full_mask.dtype == torch.bool
+
+
+def test_hybrid_resume_refuses_a_state_of_other_tracks(text_dir):
+    """A last.pt whose carried state covers other tracks (e.g. rank 0's only, as written before ranks
+    had their own tracks) is refused in one line, not sliced into an empty state."""
+    from seqlab.core.errors import UserError
+    from seqlab.hybrid.model import HybridConfig, HybridLM
+    from seqlab.hybrid.task import HybridTask
+    model = HybridLM(HybridConfig(context=16, n_layer=2, n_head=2, n_embd=16, layout="RM"))
+    ranks = [HybridTask(text_dir, 16, 2, seed=0, sample_tokens=0, rank=r, world=2) for r in range(2)]
+    whole = {"served": 3, "state": model.init_state(4), "monitor": {}}
+    for r, task in enumerate(ranks):
+        task.load_state_dict(whole)
+        assert task.state["layers"][0][0].shape[0] == 2
+    with pytest.raises(UserError, match="state of 2 tracks, this run trains 4"):
+        ranks[1].load_state_dict({"served": 3, "state": model.init_state(2), "monitor": {}})

@@ -131,6 +131,10 @@ class HybridTask:
     def load_state_dict(self, d):
         self.served, state = int(d["served"]), d["state"]
         if state is not None and self.world > 1:   # keep this rank's tracks of the global state
+            n_saved = _tensors(state["layers"])[0].shape[0]
+            if n_saved != self.n_tracks:   # e.g. written before ranks had their own tracks (rank 0's only)
+                raise UserError(f"--resume: last.pt carries the state of {n_saved} tracks, this run trains {self.n_tracks} "
+                                f"({self.batch_size} per rank x {self.world}); start a new run")
             lo = self.rank * self.batch_size
             state = {"pos": state["pos"], "layers": _rows(state["layers"], slice(lo, lo + self.batch_size))}
         self.state = state
@@ -150,6 +154,13 @@ def _join(parts):
     if isinstance(first, (list, tuple)):
         return type(first)(_join(list(p)) for p in zip(*parts))
     return first
+
+
+def _tensors(x):
+    """The tensors of a nested state structure, in order."""
+    if isinstance(x, torch.Tensor):
+        return [x]
+    return [t for v in x for t in _tensors(v)] if isinstance(x, (list, tuple)) else []
 
 
 def _rows(x, rows):

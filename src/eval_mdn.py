@@ -25,6 +25,7 @@ from seqlab.mdn import evaluate as mdn_eval
 from seqlab.zeta import spacings as spacing_data
 from seqlab.core.errors import UserError
 from seqlab.mdn.task import FAMILIES
+from seqlab.mdn.controls import sigma_report
 
 HORIZONS = (1, 10, 50, 100)
 
@@ -88,6 +89,7 @@ def main(argv=None):
         wins = wins[: args.max_windows]
     torch.manual_seed(args.seed)
     report, fc = mdn_eval.evaluate(model, wins, train_stream, args.batch_size, min_positions, args.thin)
+    report["sigma_collapse"] = sigma_report(model, wins, args.batch_size)  # share at the sigma floor, error vs predicted std
     if args.rollout_windows:
         report["rollouts"] = run_rollouts(model, fc["ar"], fc["marginal_iid"], wins, args.rollout_windows,
                                           args.rollout_samples, args.seed)

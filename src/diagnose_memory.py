@@ -6,13 +6,17 @@ cannot see the data (D, I, J are N/A: no readout, nothing to attend to, no slot-
 
 Definitions: src/seqlab/mdn/diagnostics.py. Appends one JSON row to
 <output-dir>/prefix_diagnostics.jsonl and writes prefix_diagnostics.png.
+--ckpt-glob 'out/E5_seed*/best.pt' (instead of --ckpt) diagnoses each match and writes the mean +- std of
+every value over them to <output-dir>/prefix_diagnostics_seeds.json (src/seqlab/mdn/seeds.py).
 """
 from seqlab.core import cli
-from seqlab.mdn import diagnostics as memory_diagnostics
+from seqlab.mdn import diagnostics as memory_diagnostics, seeds
 
 
 def main(argv=None):
-    return memory_diagnostics.cli_main(argv, "mdn_prefix", "prefix_diagnostics", __doc__)
+    def one(a):
+        return memory_diagnostics.cli_main(a, "mdn_prefix", "prefix_diagnostics", __doc__)
+    return seeds.over_checkpoints(argv, one, "prefix_diagnostics")
 
 
 if __name__ == "__main__":

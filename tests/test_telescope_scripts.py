@@ -83,3 +83,22 @@ def test_ablate_heads_writes_every_head_and_the_pruning_curve(run, tmp_path):
     assert len(saved["heads"]) == 4 and set(saved["pruning"]) == {"attn.qkv", "attn.proj", "mlp.fc", "mlp.proj", "all"}
     assert saved["pruning"]["all"][0]["nll"] == rep["base_nll"]
     assert (tmp_path / "heads.png").stat().st_size > 0
+
+
+def test_diagnose_memory_ckpt_glob_reports_mean_and_std(run, tmp_path):
+    import shutil
+    import diagnose_memory
+    import train_mdn_memory
+    from seqlab.mdn import seeds
+    _, data = run
+    train_mdn_memory.main(["--data-dir", str(data), "--out-dir", str(tmp_path / "p0"), "--max-steps", "2",
+                           "--n-memory-slots", "2", *SIZE])
+    (tmp_path / "p1").mkdir()
+    shutil.copy(tmp_path / "p0" / "best.pt", tmp_path / "p1" / "best.pt")
+    agg = diagnose_memory.main(["--ckpt-glob", str(tmp_path / "p*" / "best.pt"), "--max-windows", "4",
+                                "--rollout-windows", "0", "--output-dir", str(tmp_path / "diag")])
+    assert len(agg["checkpoints"]) == 2 and agg["across"]
+    assert all(v["std"] == 0.0 and v["n"] == 2 for v in agg["across"].values())   # the same model twice
+    assert (tmp_path / "diag" / "prefix_diagnostics_seeds.json").is_file()
+    assert len((tmp_path / "diag" / "prefix_diagnostics.jsonl").read_text().splitlines()) == 2
+    assert seeds.split_glob(["--ckpt-glob=x*", "--seed", "1"]) == ("x*", ["--seed", "1"])

@@ -3,11 +3,14 @@
     python src/eval_mdn.py --ckpt checkpoints/E0_best.pt --data-dir data/continuous_2M --output-dir results/E0
 
 Reports per scored spacing, for the model and, on exactly the same (window, position) pairs,
-Wigner surmise i.i.d., the train marginal i.i.d. and Gaussian AR(p) (p chosen on train):
+Wigner surmise i.i.d., the train marginal i.i.d., Gaussian AR(p) (p chosen on train), local_ar
+(AR fitted on the train tail nearest val; tail length and p chosen on a held-out train tail) and
+oracle_local_ar (AR cross-fitted on the two halves of the scored split: it uses val, a ceiling):
 NLL (nats), CRPS (spacing units, closed form for the mixture), PIT mean/std (uniform: 0.5,
 0.2887) and KS on a thinned sample, central 50/80/95% interval coverage, the mass the
 forecast puts on s <= 0. Positions: "all" (E0/PREFIX), ">=k" (context of at least k+1
-spacings) and "last" (the one POSTFIX scores). Rollouts from a fixed context (the first
+spacings; k = 32, 64, 128) and "last" (the one POSTFIX scores). The report says which split chose
+the checkpoint (selected_on: train_tail or val). Rollouts from a fixed context (the first
 window-H spacings of --rollout-windows val windows) at horizons 1, 10, 50, 100, mean and
 sampled. Evaluation is deterministic: fixed slot IDs, seeded sampling.
 
@@ -21,7 +24,7 @@ from pathlib import Path
 import torch
 
 from seqlab.core import checkpoint, cli, device, paths
-from seqlab.mdn import evaluate as mdn_eval
+from seqlab.mdn import evaluate as mdn_eval, heights
 from seqlab.zeta import spacings as spacing_data
 from seqlab.core.errors import UserError
 from seqlab.mdn.task import FAMILIES
@@ -40,7 +43,7 @@ def build_parser():
                    help="offset between scored windows (default: window length = the stored rows)")
     p.add_argument("--max-windows", type=cli.nonneg_int, default=0, help="score only the first N windows (0: all)")
     p.add_argument("--batch-size", type=cli.positive_int, default=64)
-    p.add_argument("--min-positions", default="32,128", help="k values of the '>=k' position selections")
+    p.add_argument("--min-positions", default="32,64,128", help="k values of the '>=k' position selections")
     p.add_argument("--thin", type=cli.positive_int, default=16, help="KS uses every N-th PIT value")
     p.add_argument("--rollout-windows", type=cli.nonneg_int, default=32, help="windows rolled out (0: no rollouts)")
     p.add_argument("--rollout-samples", type=cli.positive_int, default=4, help="sampled rollouts per window")
@@ -51,14 +54,15 @@ def build_parser():
     return p
 
 
-def run_rollouts(model, ar, marginal, wins, n_windows, n_samples, seed):
+def run_rollouts(model, ar, marginal, wins, n_windows, n_samples, seed, heights=None):
     """Rollout curves (horizon 1..100) for the model, AR and the marginal, from the same contexts."""
     H = HORIZONS[-1]
     if wins.size(1) < H + 2:
         return {"skipped": f"windows of {wins.size(1)} spacings are too short for rollouts to horizon {H}"}
     w = wins[:n_windows]
     ctx = wins.size(1) - H
-    curves = {"model": mdn_eval.rollout(mdn_eval.model_stepper(model), w, ctx, H, n_samples, seed),
+    height = None if heights is None else heights[:n_windows, 0]  # the window's height; it moves < 1e-4 in 256 spacings
+    curves = {"model": mdn_eval.rollout(mdn_eval.model_stepper(model, height), w, ctx, H, n_samples, seed),
               "ar": mdn_eval.rollout(mdn_eval.ar_stepper(ar), w, ctx, H, n_samples, seed),
               "marginal_iid": mdn_eval.rollout(mdn_eval.iid_stepper(marginal), w, ctx, H, n_samples, seed)}
     at = {name: {kind: {f"{q}@{h}": c[kind][q][h - 1] for q in ("step_rmse", "cum_rmse") for h in HORIZONS}
@@ -87,15 +91,23 @@ def main(argv=None):
     wins = mdn_eval.windows(split, length, args.stride)
     if args.max_windows:
         wins = wins[: args.max_windows]
+    hts = None
+    if heights.uses_height(model.config):
+        hts = heights.split_windows(data_dir, args.split, length, args.stride)[: len(wins)]
     torch.manual_seed(args.seed)
-    report, fc = mdn_eval.evaluate(model, wins, train_stream, args.batch_size, min_positions, args.thin)
-    report["sigma_collapse"] = sigma_report(model, wins, args.batch_size)  # share at the sigma floor, error vs predicted std
+    report, fc = mdn_eval.evaluate(model, wins, train_stream, args.batch_size, min_positions, args.thin, heights=hts)
+    report["sigma_collapse"] = sigma_report(model, wins, args.batch_size, heights=hts)  # share at the sigma floor, error vs predicted std
     if args.rollout_windows:
         report["rollouts"] = run_rollouts(model, fc["ar"], fc["marginal_iid"], wins, args.rollout_windows,
-                                          args.rollout_samples, args.seed)
+                                          args.rollout_samples, args.seed, hts)
     m = ckpt["manifest"]
+    best = ckpt.get("best") or {}
+    # which split chose this checkpoint: sel_nll = the held-out train tail; val_nll = the split reported here
+    selected_on = {"sel_nll": "train_tail", "val_nll": "val"}.get(best.get("metric"), best.get("metric"))
     row = {"ckpt": paths.shown(args.ckpt), "family": ckpt["family"], "data_dir": paths.shown(data_dir), "split": args.split,
-           "step": ckpt["step"], "stride": args.stride or length, "positions": report["positions"], "ar_p": report["ar_p"],
+           "step": ckpt["step"], "selected_on": selected_on, "stride": args.stride or length,
+           "positions": report["positions"], "ar_p": report["ar_p"],
+           "local_ar": {k: report["local_ar"][k] for k in ("tail", "p")} if "local_ar" in report else None,
            "metrics": report["selections"],
            "rollouts": {k: v for k, v in report.get("rollouts", {}).items() if k != "curves"} or None,
            "run_id": m["run_id"], "git_commit": m["git_commit"], "config_hash": m["config_hash"]}
@@ -116,14 +128,16 @@ def main(argv=None):
 
 
 def print_table(row, report):
-    print(f"{row['family']} step {row['step']} | {row['split']} {report['n_windows']} windows of {report['window']} | "
-          f"model scores positions {report['positions']} | AR p={report['ar_p']} (chosen on train)")
+    print(f"{row['family']} step {row['step']} (chosen on {row['selected_on']}) | {row['split']} {report['n_windows']} "
+          f"windows of {report['window']} | model scores positions {report['positions']} | AR p={report['ar_p']} "
+          f"(chosen on train)" + (f" | local AR p={report['local_ar']['p']} on the last {report['local_ar']['tail']:,} "
+                                 "train spacings (chosen on a held-out train tail)" if "local_ar" in report else ""))
     cols = ("nll", "crps", "pit_mean", "pit_std", "pit_ks", "coverage_50", "coverage_80", "coverage_95", "mass_below_zero")
-    print(f"{'positions':>10} {'forecaster':>14} {'n':>8} " + " ".join(f"{c:>15}" for c in cols))
+    print(f"{'positions':>10} {'forecaster':>16} {'n':>8} " + " ".join(f"{c:>15}" for c in cols))
     for sel, by in report["selections"].items():
         for name, met in by.items():
             label = f"AR({report['ar_p']})" if name == "ar" else name
-            print(f"{sel:>10} {label:>14} {met['n_scored']:>8} " + " ".join(f"{met[c]:>15.4f}" for c in cols))
+            print(f"{sel:>10} {label:>16} {met['n_scored']:>8} " + " ".join(f"{met[c]:>15.4f}" for c in cols))
     r = report.get("rollouts", {})
     if "skipped" in r:
         print(f"rollouts skipped: {r['skipped']}")

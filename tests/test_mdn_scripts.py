@@ -50,7 +50,8 @@ def test_checkpoint_round_trip(runs, data_dir, name, family):
     from seqlab.zeta import spacings as spacing_data
     stride = ckpt["train_config"]["val_stride"]
     wins = mdn_eval.windows(spacing_data.load_split(data_dir, "val"), CTX + 1, stride)
-    assert mdn_eval.val_metrics(model, wins)["val_nll"] == pytest.approx(ckpt["best"]["value"], abs=1e-6)
+    # best.pt keeps the metrics of its eval: val_nll is logged whichever split chose the checkpoint
+    assert mdn_eval.val_metrics(model, wins)["val_nll"] == pytest.approx(ckpt["metrics"]["val_nll"], abs=1e-6)
     cfg = json.loads((runs[name] / "config.json").read_text())
     assert "sliding" in cfg["data"]["train_windows"]  # windows at every offset, not one per stored row
 
@@ -61,7 +62,8 @@ def test_eval_is_deterministic_with_baselines_on_the_same_positions(runs, tmp_pa
     b = eval_mdn.main(argv)
     assert a["metrics"] == b["metrics"] and a["rollouts"] == b["rollouts"]
     sel = a["metrics"]["last"]
-    assert set(sel) == {"model", "wigner_iid", "marginal_iid", "ar"}
+    assert set(sel) == {"model", "wigner_iid", "marginal_iid", "ar", "local_ar", "oracle_local_ar"}
+    assert a["selected_on"] == "train_tail" and a["local_ar"]["p"] >= 1
     assert len({m["n_scored"] for m in sel.values()}) == 1 and a["positions"] == f"last ({CTX - 1})"
     assert list(a["metrics"]) == ["all", "last"]  # POSTFIX: one position, no >=k selections
     rows = (tmp_path / "eval_mdn.jsonl").read_text().splitlines()
@@ -69,6 +71,9 @@ def test_eval_is_deterministic_with_baselines_on_the_same_positions(runs, tmp_pa
     assert (tmp_path / "val_curve.png").stat().st_size > 5_000
     e0 = eval_mdn.main(["--ckpt", str(runs["E0"] / "best.pt"), "--rollout-windows", "0"])
     assert {"all", ">=32", "last"} <= set(e0["metrics"]) and e0["metrics"]["all"]["model"]["n_scored"] > 1000
+    # KS thins along the positions of a window (16 apart), not across windows (one position each)
+    assert e0["metrics"]["all"]["model"]["ks_thin"] == 16 and e0["metrics"]["last"]["model"]["ks_thin"] == 1
+    assert e0["metrics"][">=64"]["model"]["n_scored"] == e0["metrics"][">=64"]["oracle_local_ar"]["n_scored"]
 
 
 def test_ablation_changes_nothing_when_ignored_and_something_when_used():

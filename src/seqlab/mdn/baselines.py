@@ -6,6 +6,14 @@
                 Levinson-Durbin recursion); p is chosen on train: fit on the first 90% of the
                 train stream, pick the order with the lowest NLL on the last 10%, refit on all.
                 At position t it uses AR(min(p, t+1)): only the t+1 spacings the model sees.
+  local_ar      the same Gaussian AR, fitted only on the last L spacings of train (the heights
+                nearest val: the best linear predictor changes with height, as the prime lines
+                f_p = log p / log(T/2pi) drift). L and p are chosen on train only: hold out the last
+                5% of the train stream, fit each candidate tail L ending where the holdout starts,
+                score every order on the holdout windows, keep the best (L, p); refit on the last L.
+  oracle_local_ar  AR fitted on one half of the scored windows and scored on the other, both ways
+                (cross-fitted; p chosen inside the fitting half). It sees the scored split, so it
+                is a ceiling for linear prediction at those heights, not a rival forecaster.
 
 i.i.d. baselines are `IID` objects (nll, cdf, crps, sample); the AR forecast of every
 (window, position) is a one-component mixture, scored by seqlab.mdn.mixture like the models.
@@ -146,7 +154,7 @@ class GaussianAR:
         A = self.coef_matrix(T, p)[np.asarray(pos)]
         mu = self.mean + (w[:, :T] - self.mean) @ A.T
         sig = np.broadcast_to(self.sigma(T, p)[np.asarray(pos)], mu.shape)
-        return mixture.gaussian(torch.from_numpy(mu), torch.from_numpy(np.ascontiguousarray(sig)))
+        return mixture.gaussian(torch.from_numpy(np.array(mu)), torch.from_numpy(np.array(sig)))  # own, writable copies
 
     def next_mixture(self, history):
         """One-step forecast from each row of history (N, L) using its last min(p, L) values."""
@@ -178,3 +186,55 @@ def fit_ar(stream, window, orders=AR_ORDERS, holdout=0.1):
         scores[p] = float(mixture.nll(m, torch.from_numpy(wins[:, 1:])).mean())
     best = min(scores, key=scores.get)
     return GaussianAR(s, best), scores
+
+
+LOCAL_TAILS = tuple(2 ** k for k in range(13, 21))  # candidate tail lengths L (spacings), 8k .. 1M
+
+
+def _holdout_scores(fit_stream, held, window, orders):
+    """{p: mean NLL (nats per spacing) over all positions of held's windows} for AR fitted on fit_stream."""
+    T = window - 1
+    n = len(held) // window
+    wins = held[: n * window].reshape(n, window)
+    fit = GaussianAR(fit_stream, orders[0], max_p=max(orders))
+    pos = np.arange(T)
+    return {p: float(mixture.nll(fit.predict(wins, pos, p), torch.from_numpy(wins[:, 1:])).mean()) for p in orders}
+
+
+def fit_local_ar(stream, window, tails=LOCAL_TAILS, orders=AR_ORDERS, holdout=0.05):
+    """The local_ar baseline (module docstring): AR fitted on the last L spacings of the train stream,
+    L and p chosen on a held-out train tail. Returns (GaussianAR, {"tail": L, "p": p,
+    "holdout_nll": {"L:p": NLL in nats per spacing}, "holdout_spacings": n})."""
+    s = np.asarray(stream, dtype=np.float64)
+    orders = [p for p in orders if p <= window - 1] or [1]
+    cut = len(s) - max(window, int(round(holdout * len(s))))
+    if cut < 2 * window:  # too little train to choose: the whole stream, the smallest order
+        return GaussianAR(s, orders[0]), {"tail": len(s), "p": orders[0], "holdout_nll": {}, "holdout_spacings": 0}
+    cands = sorted({L for L in tails if 2 * window <= L < cut} | {cut})
+    scores = {}
+    for L in cands:
+        for p, v in _holdout_scores(s[cut - L:cut], s[cut:], window, [q for q in orders if q < L // 4]).items():
+            scores[f"{L}:{p}"] = v
+    best = min(scores, key=scores.get)
+    L, p = (int(v) for v in best.split(":"))
+    L = min(L if L < cut else len(s), len(s))  # "all of it before the holdout" becomes all of train
+    ar = GaussianAR(s[-L:], p)
+    ar.name = "local_ar"
+    return ar, {"tail": L, "p": p, "holdout_nll": scores, "holdout_spacings": len(s) - cut}
+
+
+def oracle_local_ar(wins, pos, holdout=0.2):
+    """The oracle_local_ar forecast (module docstring) of windows (N, T+1) at positions pos: windows
+    [0, N/2) are predicted by AR fitted on the concatenated windows [N/2, N) and vice versa, p chosen
+    by fit_ar inside the fitting half. Returns (Mixture (N, P, 1), {"p": [p for the first half,
+    p for the second]})."""
+    w = np.asarray(wins, dtype=np.float64)
+    half = len(w) // 2
+    if half < 2:
+        raise ValueError("oracle_local_ar needs at least 4 windows")
+    parts, ps = [], []
+    for scored, fitted in ((slice(0, half), slice(half, None)), (slice(half, None), slice(0, half))):
+        ar, _ = fit_ar(w[fitted].ravel(), w.shape[1], holdout=holdout)
+        parts.append(ar.predict(w[scored], pos))
+        ps.append(ar.p)
+    return mixture.Mixture(*(torch.cat(t) for t in zip(*parts))), {"p": ps}

@@ -11,7 +11,8 @@ Metrics (per scored spacing, then averaged):
   crps      continuous ranked probability score, in spacing units (lower is better)
   pit       F(s), the predictive CDF at the truth; uniform on [0, 1] for a calibrated forecast
             (mean 0.5, std 1/sqrt(12) = 0.2887); KS = sup |empirical CDF of PIT - identity|
-            on a thinned sample (every `thin`-th value, to weaken serial dependence)
+            on a thinned sample (every `thin`-th value along the positions of a window, to weaken
+            serial dependence; no thinning when a selection keeps one position per window)
   coverage  fraction of truths inside the central c-interval, = P(|pit - 1/2| <= c/2)
   mass_below_zero  mean P(S <= 0) the forecast wastes on impossible spacings
 """
@@ -39,24 +40,26 @@ def windows(split, length, stride=None):
 
 
 @torch.no_grad()
-def predict(model, wins, batch_size=64, **forward_kwargs):
+def predict(model, wins, batch_size=64, heights=None, **forward_kwargs):
     """Run `model` over windows (N, T+1). Returns (Mixture (N, P, K) in float64 on cpu,
-    targets (N, P), positions (P,)): P scored positions per window, targets s_{t+1}."""
+    targets (N, P), positions (P,)): P scored positions per window, targets s_{t+1}.
+    heights (N, T+1): log(gamma/2pi) of each spacing, for height-aware models (else None)."""
     dev = next(model.parameters()).device
     T = wins.size(1) - 1
     pos = model.scored_positions(T)
     outs = []
     for i in range(0, len(wins), batch_size):
         x = wins[i:i + batch_size, :T].to(dev)
-        outs.append(model(x, **forward_kwargs).to("cpu", torch.float64))
+        kw = dict(forward_kwargs, height=heights[i:i + batch_size, :T].to(dev)) if heights is not None else forward_kwargs
+        outs.append(model(x, **kw).to("cpu", torch.float64))
     m = mixture.Mixture(*(torch.cat(parts) for parts in zip(*outs)))
     return m, wins[:, 1:][:, pos].double(), pos
 
 
-def val_metrics(model, wins, batch_size=64):
+def val_metrics(model, wins, batch_size=64, heights=None):
     """The engine's per-eval metrics: val_nll over the model's scored positions (and, when those
     are all positions, val_nll_last at position T-1 for comparison with POSTFIX)."""
-    m, y, pos = predict(model, wins, batch_size)
+    m, y, pos = predict(model, wins, batch_size, heights)
     nll = mixture.nll(m, y)                                   # (N, P)
     out = {"val_nll": float(nll.mean()), "val_positions": describe_positions(pos, wins.size(1) - 1),
            "val_scored": nll.numel()}
@@ -109,7 +112,7 @@ def summarise(per, thin=16):
     return out
 
 
-def selections(pos, T, min_positions=(32, 128)):
+def selections(pos, T, min_positions=(32, 64, 128)):
     """{name: boolean mask over the scored positions}: all, last (T-1), >=k for each k < T-1."""
     pos = np.asarray(pos)
     sel = {"all": np.ones(len(pos), dtype=bool)}
@@ -127,15 +130,18 @@ def pit_histogram(pit, bins=20):
     return [float(v) for v in h]
 
 
-def evaluate(model, wins, train_stream, batch_size=64, min_positions=(32, 128), thin=16, ar=None):
-    """Model and the three baselines scored on the same (window, position) pairs of `wins` (N, T+1).
+def evaluate(model, wins, train_stream, batch_size=64, min_positions=(32, 64, 128), thin=16, ar=None, heights=None,
+             local=True):
+    """Model and the baselines scored on the same (window, position) pairs of `wins` (N, T+1):
+    wigner_iid, marginal_iid, ar, and (local=True) local_ar and oracle_local_ar (seqlab.mdn.baselines).
 
-    Returns {"positions", "selections": {sel: {"model": metrics, "wigner_iid": ..., "marginal_iid": ...,
-    "ar": ...}}, "ar_p", "ar_holdout_nll", "pit_hist", "nll_by_position", "example"}.
+    Returns ({"positions", "selections": {sel: {"model": metrics, "wigner_iid": ..., ...}}, "ar_p",
+    "ar_holdout_nll", "local_ar", "oracle_local_ar", "pit_hist", "nll_by_position", "example"},
+    the forecaster objects).
     """
     from seqlab.mdn import baselines
     T = wins.size(1) - 1
-    m, y, pos = predict(model, wins, batch_size)
+    m, y, pos = predict(model, wins, batch_size, heights)
     if ar is None:
         ar, ar_scores = baselines.fit_ar(train_stream, T + 1)
     else:
@@ -144,13 +150,19 @@ def evaluate(model, wins, train_stream, batch_size=64, min_positions=(32, 128), 
                    "marginal_iid": baselines.marginal_iid(train_stream), "ar": ar}
     preds = {"model": m, "wigner_iid": forecasters["wigner_iid"], "marginal_iid": forecasters["marginal_iid"],
              "ar": ar.predict(wins.numpy(), pos.numpy())}
+    extra = {}
+    if local:
+        forecasters["local_ar"], extra["local_ar"] = baselines.fit_local_ar(train_stream, T + 1)
+        preds["local_ar"] = forecasters["local_ar"].predict(wins.numpy(), pos.numpy())
+        if len(wins) >= 4:
+            preds["oracle_local_ar"], extra["oracle_local_ar"] = baselines.oracle_local_ar(wins.numpy(), pos.numpy())
     per = {name: score(p, y.numpy()) for name, p in preds.items()}
     sel = selections(pos, T, min_positions)
     report = {"positions": describe_positions(pos, T), "n_windows": len(wins), "window": T + 1,
               "ar_p": ar.p, "ar_holdout_nll": {str(k): v for k, v in ar_scores.items()},
-              "marginal_bin_width": forecasters["marginal_iid"].bin_width, "selections": {}}
+              "marginal_bin_width": forecasters["marginal_iid"].bin_width, **extra, "selections": {}}
     for sname, mask in sel.items():
-        t = max(1, min(thin, int(mask.sum()) // len(wins) or 1))
+        t = max(1, min(thin, int(mask.sum())))  # mask.sum() = positions kept per window
         report["selections"][sname] = {name: summarise({k: v[:, mask] for k, v in p.items()}, t) for name, p in per.items()}
     report["pit_hist"] = {name: pit_histogram(p["pit"]) for name, p in per.items()}
     report["nll_by_position"] = {name: [float(v) for v in p["nll"].mean(0)] for name, p in per.items()}
@@ -161,14 +173,18 @@ def evaluate(model, wins, train_stream, batch_size=64, min_positions=(32, 128), 
 
 
 # ---- rollouts ---------------------------------------------------------------------------------------
-def model_stepper(model):
-    """history (N, L) -> Mixture (N, K) of the next spacing, from the model's last scored position."""
+def model_stepper(model, height=None):
+    """history (N, L) -> Mixture (N, K) of the next spacing, from the model's last scored position.
+    height (n,): log(gamma/2pi) of each rolled-out window (height-aware models), repeated to N rows."""
     dev = next(model.parameters()).device
     ctx = model.config.context
 
     @torch.no_grad()
     def step(history):
-        m = model(history[:, -ctx:].float().to(dev)).to("cpu", torch.float64)
+        kw = {}
+        if height is not None:
+            kw["height"] = torch.as_tensor(height).repeat_interleave(len(history) // len(height)).to(dev)
+        m = model(history[:, -ctx:].float().to(dev), **kw).to("cpu", torch.float64)
         return m.at((slice(None), -1))
     return step
 
@@ -230,7 +246,16 @@ def drift_slope(cum_rmse, h_min=2):
 
 
 # ---- figure -----------------------------------------------------------------------------------------
-NAMES = {"model": "model", "wigner_iid": "Wigner i.i.d.", "marginal_iid": "marginal i.i.d.", "ar": "AR"}
+NAMES = {"model": "model", "wigner_iid": "Wigner i.i.d.", "marginal_iid": "marginal i.i.d.", "ar": "AR",
+         "local_ar": "local AR", "oracle_local_ar": "oracle local AR (uses val)"}
+
+
+def labels(report):
+    """Display names, with the AR orders chosen for this report."""
+    out = dict(NAMES, ar=f"AR({report['ar_p']})")
+    if "local_ar" in report:
+        out["local_ar"] = f"local AR({report['local_ar']['p']}), last {report['local_ar']['tail']:,} train"
+    return out
 
 
 def plot_report(report, png_path, title=""):
@@ -241,8 +266,8 @@ def plot_report(report, png_path, title=""):
     import matplotlib.pyplot as plt
     from seqlab.mdn import baselines
 
-    names = list(NAMES)
-    label = {k: (f"AR({report['ar_p']})" if k == "ar" else v) for k, v in NAMES.items()}
+    names = [n for n in NAMES if n in report["nll_by_position"]]
+    label = labels(report)
     fig, axes = plt.subplots(2, 3, figsize=(16, 8), dpi=80)
     ax = axes[0, 0]
     sels = list(report["selections"])
@@ -318,9 +343,11 @@ def plot_val_curve(metrics_path, report, png_path):
     sel = "all" if len(report["scored_positions"]) > 1 else "last"
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=100)
     ax.plot([r["step"] for r in rows], [r["val_nll"] for r in rows], "o-", ms=3, label=f"model val_nll ({sel} positions)")
-    for name, style in (("wigner_iid", ":"), ("marginal_iid", "--"), ("ar", "-.")):
-        label = f"AR({report['ar_p']})" if name == "ar" else NAMES[name]
-        ax.axhline(report["selections"][sel][name]["nll"], ls=style, c="k" if name != "ar" else "r", lw=1, label=label)
+    label = labels(report)
+    for name, style, colour in (("wigner_iid", ":", "k"), ("marginal_iid", "--", "k"), ("ar", "-.", "r"),
+                                ("local_ar", "--", "g"), ("oracle_local_ar", ":", "m")):
+        if name in report["selections"][sel]:
+            ax.axhline(report["selections"][sel][name]["nll"], ls=style, c=colour, lw=1, label=label[name])
     ax.set_xlabel("step")
     ax.set_ylabel("NLL (nats per spacing)")
     ax.set_title(f"{Path(metrics_path).parent.name}: val curve against the baselines", fontsize=10)

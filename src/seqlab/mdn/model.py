@@ -8,6 +8,13 @@ input_features "spacing+count" adds a second input channel, c_t = sum_{i<=t} (s_
 the zeros counted since the window start run ahead of the smooth count (a function of the
 history only, so causality is kept; attention can only approximate such a running sum).
 count_window L > 0 makes it a sum over the last L spacings only (stationary in t).
+"+height" adds log(gamma / 2 pi) of each input's zero, normalised as (L - height_center) /
+height_scale (the caller passes L; seqlab.mdn.heights computes it): the prime lines of the data
+sit at log p / log(gamma / 2 pi) cycles per spacing, so the best filter depends on it.
+ar_order P > 0 adds a linear path: sum_{j<q} a[q-1, j] (s_{t-j} - 1), q = min(t+1, P), is added to
+every component mean: a learned AR inside the model with its own coefficients for each of the first
+P positions (as Levinson's AR(1)..AR(P)), so a short context is never padded with invented values;
+zero at init unless set (task.init_ar_path); the transformer models what it misses.
 References: Bishop 1994 (MDN); the shared pre-LN blocks of seqlab/core/transformer.py.
 """
 from dataclasses import dataclass
@@ -19,7 +26,7 @@ import torch.nn.functional as F
 from seqlab.mdn import mixture
 from seqlab.core.transformer import Block, init_weights
 
-INPUT_FEATURES = ("spacing", "spacing+count")
+INPUT_FEATURES = ("spacing", "spacing+count", "spacing+height", "spacing+count+height")
 
 
 @dataclass
@@ -36,6 +43,9 @@ class MDNConfig:
     bias: bool = True
     input_features: str = "spacing"  # spacing | spacing+count (see the module docstring)
     count_window: int = 0            # spacing+count: sum over the last L spacings (0: since the window start)
+    height_center: float = 0.0       # +height: the input is (log(gamma/2pi) - height_center) / height_scale
+    height_scale: float = 1.0
+    ar_order: int = 0                # P > 0: a linear AR(P) path added to the mixture means (SpacingMDN only)
 
 
 class SpacingTrunk(nn.Module):
@@ -45,16 +55,17 @@ class SpacingTrunk(nn.Module):
         super().__init__()
         if c.input_features not in INPUT_FEATURES:
             raise ValueError(f"input_features must be one of {INPUT_FEATURES}, got {c.input_features!r}")
-        self.count, self.count_window = c.input_features == "spacing+count", c.count_window
-        self.inp = nn.Linear(2 if self.count else 1, c.n_embd)
+        self.count, self.count_window = "+count" in c.input_features, c.count_window
+        self.height, self.height_center, self.height_scale = "+height" in c.input_features, c.height_center, c.height_scale
+        self.inp = nn.Linear(1 + self.count + self.height, c.n_embd)
         self.pos = nn.Embedding(c.context, c.n_embd)
         self.drop = nn.Dropout(c.dropout)
         self.blocks = nn.ModuleList(Block(c.n_embd, c.n_head, c.d_ff, c.dropout, c.bias) for _ in range(c.n_layer))
         self.ln_f = nn.LayerNorm(c.n_embd, bias=c.bias)
         self.context = c.context
 
-    def embed(self, x):
-        """x (B, T) spacings -> (B, T, C) token states."""
+    def embed(self, x, height=None):
+        """x (B, T) spacings, height (B, T) or (B,) log(gamma/2pi) (+height only) -> (B, T, C) token states."""
         T = x.size(1)
         if T > self.context:
             raise ValueError(f"{T} input spacings exceed the model context {self.context}")
@@ -64,6 +75,12 @@ class SpacingTrunk(nn.Module):
             if self.count_window:  # c_t - c_{t-L}: the last L spacings only
                 c = c - F.pad(c, (0, 0, self.count_window, 0))[:, :T]
             d = torch.cat([d, c], dim=-1)                                     # (B, T, 2)
+        if self.height:
+            if height is None:
+                raise ValueError("this model takes heights (input_features +height): pass height=log(gamma/2pi)")
+            h = (height.to(d.dtype) - self.height_center) / self.height_scale
+            h = h[:, None].expand(-1, T) if h.dim() == 1 else h[:, :T]
+            d = torch.cat([d, h.unsqueeze(-1)], dim=-1)                       # (B, T, 2 or 3)
         return self.inp(d) + self.pos(torch.arange(T, device=x.device))
 
     def run(self, h, attn_mask=None):
@@ -103,19 +120,33 @@ class SpacingMDN(nn.Module):
         self.trunk = SpacingTrunk(config)
         self.head = MixtureHead(config)
         init_weights(self, config.n_layer)
+        if config.ar_order:  # after init_weights: the linear path starts at zero (the trunk alone)
+            P = config.ar_order
+            self.ar = nn.Parameter(torch.zeros(P, P))               # row q-1: AR(q) coefficients, lag 1 first
+            self.register_buffer("ar_mask", torch.ones(P, P).tril().bool(), persistent=False)
 
     @staticmethod
     def scored_positions(T):
         """Positions t whose prediction p(s_{t+1} | s_0..s_t) the model makes: all of them."""
         return torch.arange(T)
 
-    def forward(self, x):
-        """x (B, T) spacings -> Mixture (B, T, K); entry t predicts s_{t+1}."""
-        return self.head(self.trunk.run(self.trunk.embed(x)))
+    def forward(self, x, height=None):
+        """x (B, T) spacings (height: see SpacingTrunk.embed) -> Mixture (B, T, K); entry t predicts s_{t+1}."""
+        m = self.head(self.trunk.run(self.trunk.embed(x, height)))
+        if self.config.ar_order:
+            P = self.config.ar_order
+            T = x.size(1)
+            lags = F.pad(x - 1.0, (P - 1, 0)).unfold(1, P, 1).flip(-1)      # (B, T, P): s_t, s_{t-1}, .., centred
+            rows = torch.clamp(torch.arange(T, device=x.device), max=P - 1)  # position t uses AR(min(t+1, P))
+            coef = (self.ar * self.ar_mask)[rows]                            # (T, P), zero beyond lag t+1
+            lin = (lags * coef.to(lags.dtype)).sum(-1)                       # (B, T)
+            m = mixture.Mixture(m.log_w, m.mu + lin.unsqueeze(-1).to(m.mu.dtype), m.sigma)
+        return m
 
-    def loss(self, x, y, step=0, forward=None):
+    def loss(self, x, y, step=0, forward=None, height=None):
         """x (B, T) inputs, y (B, T) next spacings (y_t = s_{t+1}); teacher-forced NLL on every position.
         forward: the callable to run (a torch.compile'd or DDP wrapper of this model), default self."""
         # `forward or self` would call bool() on a compiled module, which raises on torch >= 2.9
         forward = self if forward is None else forward
-        return mixture_loss(forward(x), y, self.config.entropy_reg)
+        m = forward(x) if height is None else forward(x, height=height)
+        return mixture_loss(m, y, self.config.entropy_reg)

@@ -3,6 +3,11 @@
 Training samples are sliding windows over the flattened train stream: a window is T+1
 consecutive spacings starting at any offset (about 1.8M distinct windows on the 2M set, not
 the 7,035 stored rows). Validation scores the val split's windows, deterministically.
+
+Checkpoint selection (--selection-split): `train_tail` (default) holds the last 5% of the train
+range (at least one window) out of training and picks best.pt by sel_nll, the NLL on its non-overlapping windows, so the
+val split that eval_mdn.py reports never chose the checkpoint; `val` picks by val_nll (the old way).
+val_nll is logged at every eval either way.
 """
 import numpy as np
 import torch
@@ -11,6 +16,7 @@ from seqlab.core import cli, distributed, engine, paths
 from seqlab.mdn import evaluate as mdn_eval
 from seqlab.zeta import spacings as spacing_data
 from seqlab.core.errors import UserError
+from seqlab.mdn.model import INPUT_FEATURES
 
 FAMILIES = ("mdn", "mdn_prefix", "mdn_postfix")
 
@@ -32,8 +38,9 @@ class StreamSampler:
     global batch of batch_size x world offsets and keeps its own slice.
     """
 
-    def __init__(self, stream, length, batch_size, seed, rank=0, world=1):
+    def __init__(self, stream, length, batch_size, seed, rank=0, world=1, heights=None):
         self.stream, self.length, self.batch_size, self.seed = stream, length, batch_size, seed
+        self.heights = heights  # (len(stream),) log(gamma/2pi) per spacing: batches then carry the inputs' heights
         self.rank, self.world = rank, world
         self.n_starts = len(stream) - length + 1
         if self.n_starts < 1:
@@ -47,7 +54,10 @@ class StreamSampler:
         starts = torch.randint(0, self.n_starts, (self.batch_size * self.world,), generator=g)
         starts = starts[self.rank * self.batch_size:(self.rank + 1) * self.batch_size]
         self.served += 1
-        w = self.stream[starts[:, None] + self.offsets]   # (B, T+1)
+        idx = starts[:, None] + self.offsets
+        w = self.stream[idx]                              # (B, T+1)
+        if self.heights is not None:
+            return w[:, :-1], w[:, 1:], self.heights[idx[:, :-1]]
         return w[:, :-1], w[:, 1:]                        # inputs s_0..s_{T-1}, next values s_1..s_T
 
     def state_dict(self):
@@ -57,13 +67,16 @@ class StreamSampler:
         self.served = int(state["served"])
 
 
+SELECTION_HOLDOUT = 0.05  # the share of the train range that train_tail holds out for checkpoint selection
+
+
 class MDNTask:
     """Teacher-forced mixture NLL on stream windows; val_nll = mean NLL (nats per spacing) over the
-    model's scored positions of the val windows (E0/PREFIX: every position; POSTFIX: the last)."""
-    metric = "val_nll"
+    model's scored positions of the val windows (E0/PREFIX: every position; POSTFIX: the last);
+    sel_nll the same on the held-out train tail (selection_split train_tail), which then picks best.pt."""
 
     def __init__(self, family, data_dir, context, batch_size, seed, val_stride=None, eval_batch_size=64, lr_mults=None,
-                 train_fraction=None, train_heights=None):
+                 train_fraction=None, train_heights=None, selection_split="train_tail", use_heights=False):
         self.family, self.data_dir, self.context = family, data_dir, context
         train = spacing_data.load_split(data_dir, "train")
         val = spacing_data.load_split(data_dir, "val")
@@ -71,8 +84,30 @@ class MDNTask:
         # the part of the train stream the sampler draws from (--train-fraction / --train-heights)
         self.meta = spacing_data.load_meta(data_dir)
         self.train_range = spacing_data.select_train(len(full), self.meta, train_fraction, train_heights)
-        self.stream = full[self.train_range[0]:self.train_range[1]]
-        self.sampler = StreamSampler(self.stream, context + 1, batch_size, seed, *distributed.env_rank_world())
+        lo, hi = self.train_range
+        self.selection_split, self.metric = selection_split, ("sel_nll" if selection_split == "train_tail" else "val_nll")
+        cut = hi
+        if selection_split == "train_tail":
+            cut = hi - max(int(round(SELECTION_HOLDOUT * (hi - lo))), context + 1)  # at least one window
+            if cut - lo < context + 1:
+                raise UserError(f"the train range holds {hi - lo} spacings: too few to hold out 5% (at least one "
+                                f"window of {context + 1}) for --selection-split train_tail and train on the rest; "
+                                "use more train data or --selection-split val")
+            self.sel = mdn_eval.windows(full[cut:hi], context + 1)
+        self.fit_range = (lo, cut)
+        self.stream = full[lo:cut]
+        self.use_heights = use_heights
+        h_train = h_val = None
+        if use_heights:
+            from seqlab.mdn import heights
+            h_all = torch.from_numpy(heights.log_heights(self.meta, "train", len(full)).astype(np.float32))
+            h_train = h_all[lo:cut]
+            if selection_split == "train_tail":
+                self.sel_heights = mdn_eval.windows(h_all[cut:hi], context + 1)
+            h_val = heights.split_windows(data_dir, "val", context + 1, val_stride or context + 1)
+        self.val_heights = h_val
+        self.sampler = StreamSampler(self.stream, context + 1, batch_size, seed, *distributed.env_rank_world(),
+                                     heights=h_train)
         # memory models have parameters a configuration may leave unused (e.g. aux heads without
         # --use-aux-loss); DistributedDataParallel must be told
         self.find_unused_parameters = family != "mdn"
@@ -97,10 +132,11 @@ class MDNTask:
 
     def loss(self, model, batch):
         dev = next(model.parameters()).device
-        x, y = (t.to(dev, non_blocking=True) for t in batch)
+        x, y, *h = (t.to(dev, non_blocking=True) for t in batch)
         core = getattr(model, "module", model)       # under torchrun: the model inside DDP
         core = getattr(core, "_orig_mod", core)      # under --compile, run the compiled forward inside the loss
-        loss, self.last_parts = core.loss(x, y, step=self.sampler.served - 1, forward=model)
+        extra = {"height": h[0]} if h else {}
+        loss, self.last_parts = core.loss(x, y, step=self.sampler.served - 1, forward=model, **extra)
         return loss
 
     def on_eval(self, model, step, log, state):
@@ -110,7 +146,11 @@ class MDNTask:
             log.event("loss_parts", step=step, **parts)
 
     def evaluate(self, model):
-        return mdn_eval.val_metrics(model, self.val, self.eval_batch_size)
+        out = mdn_eval.val_metrics(model, self.val, self.eval_batch_size, self.val_heights)
+        if self.selection_split == "train_tail":
+            sel = mdn_eval.val_metrics(model, self.sel, self.eval_batch_size, getattr(self, "sel_heights", None))
+            out["sel_nll"] = sel["val_nll"]
+        return out
 
     def state_dict(self):
         return self.sampler.state_dict()
@@ -124,8 +164,10 @@ class MDNTask:
         if "gamma_min" in self.meta:
             t = spacing_data.height_of_count(int(self.meta.get("first_zero", 1)) + np.array([lo, hi - 1]))
             heights = {"train_heights": [round(float(t[0]), 3), round(float(t[1]), 3)]}
-        return {"data_dir": paths.shown(self.data_dir), "n_train_spacings": len(self.stream),
-                "train_range": [lo, hi], **heights,
+        return {"data_dir": paths.shown(self.data_dir), "n_train_spacings": hi - lo, "n_fit_spacings": len(self.stream),
+                "train_range": [lo, hi], **heights, "selection_split": self.selection_split,
+                "selection_metric": self.metric, "fit_range": list(self.fit_range),
+                **({"selection_windows": len(self.sel)} if self.selection_split == "train_tail" else {}),
                 "train_windows": f"sliding: {self.sampler.n_starts} offsets of {self.context + 1} spacings",
                 "n_val_windows": len(self.val), "val_stride": self.val_stride,
                 "meta": self.meta}
@@ -150,14 +192,23 @@ def build_parser(description, family):
     g.add_argument("--min-sigma", type=cli.positive_float, default=1e-3, help="floor of each component's std")
     g.add_argument("--d-ff", type=cli.positive_int, default=None, help="MLP width (default 4 x n_embd)")
     g.add_argument("--dropout", type=cli.nonneg_float, default=0.0)
-    g.add_argument("--input-features", choices=["spacing", "spacing+count"], default="spacing",
-                   help="spacing: s - 1 only; spacing+count: also the running sum of (s - 1) since the window start")
+    g.add_argument("--input-features", choices=list(INPUT_FEATURES), default="spacing",
+                   help="spacing: s - 1 only; +count: also the running sum of (s - 1) since the window start; "
+                        "+height: also log(gamma/2pi) of each input's zero, normalised (E0 only)")
+    g.add_argument("--ar-order", type=cli.nonneg_int, default=0,
+                   help="E0 only: add a learned linear AR(P) of the last P inputs to every mixture mean (0: off)")
+    g.add_argument("--ar-init", choices=["zero", "fit"], default="zero",
+                   help="start of the AR path: zero, or the Yule-Walker AR(P) of the spacings it trains on "
+                        "(train data only; the transformer then learns what the linear forecast misses)")
     g.add_argument("--count-window", type=cli.nonneg_int, default=0,
                    help="with spacing+count: sum over the last N spacings only (0: since the window start)")
     g.add_argument("--val-stride", type=cli.positive_int, default=None,
                    help="offset between val windows (default: context + 1 = the stored rows, no overlap)")
     g.add_argument("--eval-batch-size", type=cli.positive_int, default=64)
     g = p.add_argument_group("which train data")
+    g.add_argument("--selection-split", choices=["train_tail", "val"], default="train_tail",
+                   help="split that picks best.pt: train_tail = the last 5%% of the train range, held out of "
+                        "training (sel_nll); val = the val split (val_nll), which eval_mdn.py also reports")
     g.add_argument("--train-fraction", type=fraction_or_one, default=None, metavar="F",
                    help="train on the last F of the train stream only (the heights nearest val)")
     g.add_argument("--train-heights", type=height_range, default=None, metavar="LO:HI",
@@ -199,20 +250,39 @@ def base_config(args):
     return dict(context=args.context, n_layer=args.n_layer, n_head=args.n_head, n_embd=args.n_embd,
                 d_ff=args.d_ff or 4 * args.n_embd, dropout=args.dropout, n_components=args.n_components,
                 min_sigma=args.min_sigma, entropy_reg=args.entropy_reg, input_features=args.input_features,
-                count_window=args.count_window)
+                count_window=args.count_window, ar_order=args.ar_order)
 
 
 def train(args, model_cls, config_cls, config_fields, lr_mults=None):
     """The training story every MDN trainer tells: resume or build, task, fit. Returns the summary."""
+    from seqlab.mdn import heights
     family = model_cls.family
     resume = engine.begin(args, family)
+    if not resume and family != "mdn" and ("+height" in config_fields["input_features"] or config_fields["ar_order"]):
+        raise UserError("--input-features ...+height and --ar-order are E0 options (train_mdn.py)")
+    if not resume and "+height" in config_fields["input_features"]:
+        center, scale = heights.normaliser(spacing_data.load_meta(args.data_dir))
+        config_fields = dict(config_fields, height_center=center, height_scale=scale)
     config = config_cls(**resume["model_config"]) if resume else config_cls(**config_fields)
     task = MDNTask(family, args.data_dir, config.context, args.batch_size, args.seed, args.val_stride,
-                   args.eval_batch_size, lr_mults, args.train_fraction, args.train_heights)
+                   args.eval_batch_size, lr_mults, args.train_fraction, args.train_heights,
+                   getattr(args, "selection_split", "train_tail"), heights.uses_height(config))
     try:
         model = model_cls(config)
     except ValueError as e:
         raise UserError(str(e)) from None
     if not resume:
         task.prepare_model(model)
+        if getattr(config, "ar_order", 0) and getattr(args, "ar_init", "zero") == "fit":
+            init_ar_path(model, task.stream)
     return engine.fit(model, task, args, resume)
+
+
+def init_ar_path(model, stream):
+    """Set the AR path of a fresh E0 to the Yule-Walker AR(1)..AR(P) of `stream` (its own training
+    spacings, Levinson-Durbin): the model starts as that Gaussian AR's mean forecast."""
+    from seqlab.mdn import baselines
+    P = model.config.ar_order
+    phi, _ = baselines.levinson(baselines.autocovariance(stream.double().numpy(), P), P)
+    with torch.no_grad():
+        model.ar.copy_(torch.from_numpy(phi))             # row q-1 = AR(q), lag 1 first

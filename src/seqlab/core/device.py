@@ -7,10 +7,15 @@ import torch
 
 from seqlab.core.errors import UserError
 
-# The oldest torch the code runs on (the test suite passes on 2.4.1): nn.RMSNorm (optim.py) needs 2.4.
-# requirements.txt says the same; tests/test_pod_setup.py reads both and greps the code for known APIs
-# newer than it; scripts/runpod_setup.sh stops a pod whose torch is older, before its smoke run.
-TORCH_FLOOR = "2.4"
+# The oldest torch the code runs on; requirements.txt says the same (tests/test_pod_setup.py reads both
+# and greps the code for known APIs newer than it; scripts/runpod_setup.sh stops an older pod torch
+# before its smoke run). Why 2.5, measured by running the tests on 2.1.2, 2.4.1 and 2.5.1 (CPU):
+#   2.4: nn.RMSNorm (optim.py), torch.amp.GradScaler("cuda") (2.3)
+#   2.5: --compile of the hybrid (2.4's dynamo fails on the out= ops inside scan.py's autograd.Function)
+# Checkpoints written before commit addf2d6 (those in checkpoints/ too) hold NumPy's RNG keys as uint32,
+# which 2.4.1 and 2.5.1 cannot load (2.13 can); checkpoint.rng_state now writes int64.
+TORCH_FLOOR = "2.5"
+TORCH_FLOOR_REASONS = {"2.4": "nn.RMSNorm", "2.5": "hybrid --compile (dynamo through scan.py's autograd.Function)"}
 
 
 def pick(name="auto"):

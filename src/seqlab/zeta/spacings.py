@@ -12,17 +12,21 @@ from seqlab.core.errors import UserError
 
 SEQ_LEN = 256
 MAX_SPACING = 10.0
+VALIDATE_BLOCK = 1 << 24
+MMAP_BYTES = 1 << 28  # splits larger than this (256 MB, 67M spacings) are memory-mapped by load_split
 
 
 def validate(spacings, what="spacings", max_spacing=MAX_SPACING):
     """Raise UserError naming the first non-finite, non-positive or > max_spacing value.
     (max_spacing: 10 for zeta spacings; a dataset may record another cap as meta["max_spacing"].)"""
     s = np.asarray(spacings)
-    bad = ~np.isfinite(s) | (s <= 0) | (s > max_spacing)
-    if bad.any():
-        i = int(np.argmax(bad))
-        raise UserError(f"{what}[{i}] = {s[i]!r} is not a valid unfolded spacing "
-                        f"(must be finite, > 0 and <= {max_spacing}); check the input ordinates")
+    for i0 in range(0, s.size, VALIDATE_BLOCK):  # in blocks: no full-size temporaries for a 500M set
+        b = s[i0: i0 + VALIDATE_BLOCK]
+        bad = ~np.isfinite(b) | (b <= 0) | (b > max_spacing)
+        if bad.any():
+            i = i0 + int(np.argmax(bad))
+            raise UserError(f"{what}[{i}] = {s[i]!r} is not a valid unfolded spacing "
+                            f"(must be finite, > 0 and <= {max_spacing}); check the input ordinates")
 
 
 def statistics(spacings, max_lag=5):
@@ -57,21 +61,25 @@ def write(out_dir, train, val, meta, overwrite=False):
     save_atomic(meta, out / "meta.pt")
 
 
-def load_split(data_dir, split):
-    """float32 tensor (n_windows, seq_len) of one split, with one-line errors for bad folders."""
+def load_split(data_dir, split, mmap=None):
+    """float32 tensor (n_windows, seq_len) of one split, with one-line errors for bad folders.
+    mmap: map the file instead of reading it (torch.load(mmap=True): pages are read on use and the
+    data is never held twice); None = only for files over MMAP_BYTES."""
     d = Path(data_dir)
     if not d.is_dir():
         raise UserError(f"data dir {d} does not exist; build it with scripts/prepare_continuous_2M.py --out-dir {d}")
     f = d / f"{split}.pt"
     if not f.is_file():
         raise UserError(f"{f} is missing: {d} is not a spacing dataset (train.pt, val.pt, meta.pt)")
+    if mmap is None:
+        mmap = f.stat().st_size > MMAP_BYTES
     try:
-        x = torch.load(f, weights_only=True)
+        x = torch.load(f, weights_only=True, mmap=bool(mmap))
     except Exception as e:
         raise UserError(f"{f} cannot be read ({type(e).__name__}); rebuild the dataset") from None
     if not isinstance(x, torch.Tensor) or x.dim() != 2 or x.numel() == 0:
         raise UserError(f"{f} must hold a non-empty 2-D tensor (n_windows, seq_len); rebuild the dataset")
-    x = x.float()
+    x = x.float()  # a no-op for the float32 files this module writes (a mapped tensor stays mapped)
     validate(x.flatten().numpy(), what=str(f), max_spacing=load_meta(d).get("max_spacing", MAX_SPACING))
     return x
 

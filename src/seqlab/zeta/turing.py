@@ -148,18 +148,18 @@ def certify_gram(k):
     zc, ks, g, zg = gram_window(lo, hi)
     good = np.flatnonzero(np.where(ks % 2 == 0, zg, -zg) > 0)
     a, b, _, _, _ = find_brackets(zc, ks, g, zg, int(good[0]), int(good[-1]), WINDOW_HALVINGS)
-    best = None
+    best = -math.inf
     for p in range(k - lo, k + SEARCH - lo):
         if not ((-1) ** int(ks[p] % 2) * zg[p] > MIN_ABS_Z):
             continue
         lower, upper = turing_margins(zc, int(ks[p]), g[p], g[p - TURING_GRAMS], g[p + TURING_GRAMS], a, b)
         if lower > MARGIN_EPS and upper > MARGIN_EPS:
             return int(ks[p]), zc.t0 + g[p], lower, upper
-        best = max(best or (-math.inf,), (min(lower, upper),))
+        best = max(best, min(lower, upper))
     raise CertificationError(
         f"Turing's method cannot certify N(t) at any Gram point g_{k}..g_{k + SEARCH - 1} "
         f"(t = {zc.t0 + g[k - lo]:.3f}..{zc.t0 + g[k + SEARCH - 1 - lo]:.3f}; best margin "
-        f"{(best or (math.nan,))[0]:.3f}): the zeros of this range cannot be certified complete")
+        f"{best:.3f}): the zeros of this range cannot be certified complete")
 
 
 def chunk_zeros(k_a, k_b, n_lo, n_hi):

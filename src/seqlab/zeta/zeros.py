@@ -136,6 +136,17 @@ def plan_chunks(n_lo, n_hi, chunk=CHUNK_GRAMS, lead=MARGIN // 2):
     return [(a, b, n_lo, n_hi) for a, b in zip(edges[:-1], edges[1:])]
 
 
+def make_pool(workers):
+    """A spawn pool of `workers` processes with one BLAS thread each (the caller terminates it)."""
+    saved = {v: os.environ.get(v) for v in _BLAS_VARS}
+    os.environ.update({v: "1" for v in _BLAS_VARS})  # one BLAS thread per worker process
+    try:
+        return mp_.get_context("spawn").Pool(workers)
+    finally:
+        for v, old in saved.items():
+            os.environ.pop(v) if old is None else os.environ.__setitem__(v, old)
+
+
 def choose_method(start, count, method="auto"):
     """"rosser" when every zero is within Rosser's proven range (n <= ROSSER_LIMIT), else "turing"."""
     if method not in ("auto", "rosser", "turing"):
@@ -147,12 +158,13 @@ def choose_method(start, count, method="auto"):
     return method
 
 
-def compute_zeros(start, count, workers=1, progress=None, method="auto"):
+def compute_zeros(start, count, workers=1, progress=None, method="auto", pool=None):
     """gamma_n for n = start .. start+count-1 (float64 array) and a dict of checks.
 
     method: "rosser" (Rosser's rule, proven for n <= 13,999,526), "turing" (Turing's method with
     Trudgian's bound, any height: seqlab.zeta.turing) or "auto" (Rosser where it is proven).
-    progress: optional callable(n_done) called as chunks finish."""
+    progress: optional callable(n_done) called as chunks finish. pool: a process pool to use (from
+    make_pool; left open), else one of `workers` processes is made and closed here."""
     if start < 1 or count < 1:
         raise ValueError("start and count must be >= 1")
     end = start + count
@@ -168,15 +180,9 @@ def compute_zeros(start, count, workers=1, progress=None, method="auto"):
         lead = turing.SEARCH + 4 if method == "turing" else MARGIN // 2
         kind = "rs" if method == "rosser" else "turing"
         jobs += [(kind, *c) for c in plan_chunks(max(start, RS_FROM), end, lead=lead)]
-    pool = None
-    if workers > 1 and len(jobs) > 1:
-        saved = {v: os.environ.get(v) for v in _BLAS_VARS}
-        os.environ.update({v: "1" for v in _BLAS_VARS})  # one BLAS thread per worker process
-        try:
-            pool = mp_.get_context("spawn").Pool(workers)
-        finally:
-            for v, old in saved.items():
-                os.environ.pop(v) if old is None else os.environ.__setitem__(v, old)
+    own = pool is None and workers > 1 and len(jobs) > 1
+    if own:
+        pool = make_pool(workers)
     try:
         for n, gam, st in (pool.imap(_job, jobs) if pool else map(_job, jobs)):
             out[n - start] = gam
@@ -190,7 +196,7 @@ def compute_zeros(start, count, workers=1, progress=None, method="auto"):
             if progress:
                 progress(len(n))
     finally:
-        if pool is not None:
+        if own:
             pool.terminate()
     if (seen != 1).any():
         i = int(np.argmax(seen != 1))

@@ -10,8 +10,18 @@ from pathlib import Path
 
 from seqlab.core import prices
 from seqlab.sweeps import stats
-from seqlab.sweeps.spec import arm_name
+from seqlab.sweeps.spec import REPO_ROOT, arm_name
 from seqlab.sweeps.study import finished_trials
+
+
+def _shown(path):
+    """A run folder relative to the repo when it lies inside it (committed reports carry no machine paths)."""
+    if path is None:
+        return None
+    try:
+        return str(Path(path).resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        return path
 
 
 def trial_rows(study, spec):
@@ -22,22 +32,33 @@ def trial_rows(study, spec):
         rows.append({"number": t.number, "name": a["name"], "arm": arm_name(a["values"], spec), "values": a["values"],
                      "state": t.state.name, "fail": a.get("fail"), "value": a.get("best"), "best_step": a.get("best_step"),
                      "steps": a.get("steps"), "max_steps": a.get("max_steps") or spec.max_steps(),
-                     "seconds": a.get("seconds"), "out_dir": a.get("out_dir"),
+                     "seconds": a.get("seconds"), "out_dir": _shown(a.get("out_dir")),
                      "curve": sorted((int(s), float(v)) for s, v in t.intermediate_values.items())})
     return rows
 
 
 def compute_saved(rows):
-    """Compute the pruner saved, in steps and in seconds. steps: 1 - (steps trained) / (steps a
-    full run of every trial would take). seconds: each pruned trial's full length is estimated at
-    its own rate (seconds x max_steps / steps); saved = estimate - spent."""
+    """Compute the pruner saved. steps: 1 - (steps trained) / (steps a full run of every trial
+    would take). seconds: 1 - spent / estimate, where a pruned trial's full wall time is the mean
+    of its arm's completed trials (same config: includes the start-up cost), or, when its arm has
+    none, its own seconds x max_steps / steps."""
     done = [r for r in rows if r["state"] in ("COMPLETE", "PRUNED") and r["steps"]]
+    full_s = {}
+    for r in done:
+        if r["state"] == "COMPLETE" and r["seconds"]:
+            full_s.setdefault(r["arm"], []).append(r["seconds"])
+
+    def full(r):
+        if r["state"] != "PRUNED":
+            return r["seconds"] or 0
+        same = full_s.get(r["arm"])
+        return sum(same) / len(same) if same else (r["seconds"] or 0) * r["max_steps"] / r["steps"]
     steps = sum(r["steps"] for r in done)
-    full = sum(r["max_steps"] for r in done)
+    steps_full = sum(r["max_steps"] for r in done)
     spent = sum(r["seconds"] or 0 for r in done)
-    est = sum((r["seconds"] or 0) * (r["max_steps"] / r["steps"] if r["state"] == "PRUNED" else 1) for r in done)
-    return {"n_pruned": sum(r["state"] == "PRUNED" for r in done), "steps_trained": steps, "steps_full": full,
-            "steps_saved_share": 1 - steps / full if full else 0.0, "seconds_spent": round(spent, 1),
+    est = sum(full(r) for r in done)
+    return {"n_pruned": sum(r["state"] == "PRUNED" for r in done), "steps_trained": steps, "steps_full": steps_full,
+            "steps_saved_share": 1 - steps / steps_full if steps_full else 0.0, "seconds_spent": round(spent, 1),
             "seconds_full_estimate": round(est, 1), "seconds_saved_share": 1 - spent / est if est else 0.0}
 
 
@@ -115,13 +136,15 @@ def plots(rows, summary, metric, out):
     import matplotlib.pyplot as plt
     arms = sorted({r["arm"] for r in rows})
     colours = {a: plt.get_cmap("tab10")(i % 10) for i, a in enumerate(arms)}
+    by_trial = len(arms) == 1          # a race of one config: a colour per trial instead
     fig, ax = plt.subplots(figsize=(7.5, 4.5), dpi=120)
-    for r in rows:
+    for i, r in enumerate(rows):
         if r["curve"]:
             s, v = zip(*r["curve"])
-            ax.plot(s, v, color=colours[r["arm"]], lw=1.2, ls="--" if r["state"] == "PRUNED" else "-",
-                    marker="x" if r["state"] == "PRUNED" else None, markevery=[len(s) - 1], alpha=0.85)
-    for a in arms:
+            ax.plot(s, v, color=plt.get_cmap("tab10")(i % 10) if by_trial else colours[r["arm"]], lw=1.2,
+                    ls="--" if r["state"] == "PRUNED" else "-", marker="x" if r["state"] == "PRUNED" else None,
+                    markevery=[len(s) - 1], alpha=0.85, label=r["name"] if by_trial else None)
+    for a in ([] if by_trial else arms):
         ax.plot([], [], color=colours[a], label=a)
     ax.set_xlabel("step")
     ax.set_ylabel(metric)

@@ -15,7 +15,7 @@ Sigma^2(L) to L = 50, the form factor, lag-k autocorrelations, raw mean/std/lag-
 along the chains, the mean periodogram with the prime lines f_p = log p / log(T/2pi) at the
 contexts' mean height; distances of each source to the data with bootstrap errors.
 Writes spectra.json (keys: sources {model, data, gue, wigner_iid, ar}, distances, references,
-height) and spectra.png.
+height) and spectra.png. --sigma-scale and --feedback change the generation only (drift probes).
 """
 import json
 import time
@@ -42,6 +42,10 @@ def build_parser():
     p.add_argument("--ar-order", type=cli.positive_int, default=64)
     p.add_argument("--ar-tail", type=cli.positive_int, default=256000, help="AR fitted on the last N train spacings")
     p.add_argument("--n-boot", type=cli.positive_int, default=200)
+    p.add_argument("--sigma-scale", type=cli.positive_float, default=1.0,
+                   help="generation only: multiply every component sigma (a temperature on the spread)")
+    p.add_argument("--feedback", choices=["sample", "mean"], default="sample",
+                   help="generation only: feed back a draw (default) or the mixture mean")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     return p
@@ -75,7 +79,8 @@ def main(argv=None):
     contexts, starts = generate.val_contexts(val, args.chains, ctx)
     height = float(np.mean(heights_of_val(meta, len(train), len(val))[starts]))
     t0 = time.time()
-    chains = generate.free_run(mdn_eval.model_stepper(model), contexts, n_steps, args.seed)
+    stepper = generate.sampler(mdn_eval.model_stepper(model), args.sigma_scale, args.feedback)
+    chains = generate.free_run(stepper, contexts, n_steps, args.seed)
     t_gen = time.time() - t0
     ar = baselines.GaussianAR(train[-args.ar_tail:], args.ar_order)
     rng = np.random.default_rng(args.seed)
@@ -88,7 +93,8 @@ def main(argv=None):
     report = generate.compare(chains, sources, height, args.block, args.n_boot, args.seed)
     report.update({"ckpt": paths.shown(args.ckpt), "step": ckpt["step"], "data_dir": paths.shown(data_dir),
                    "n_chains": args.chains, "chain_length": n_steps, "context": ctx, "ar_order": args.ar_order,
-                   "ar_tail": args.ar_tail, "generation_s": round(t_gen, 1), "seed": args.seed})
+                   "ar_tail": args.ar_tail, "generation_s": round(t_gen, 1), "seed": args.seed,
+                   "sigma_scale": args.sigma_scale, "feedback": args.feedback})
     print_summary(report)
     if args.output_dir:
         out = Path(args.output_dir)
@@ -110,7 +116,8 @@ def print_summary(r):
         lines = "  ".join(f"p={row['p']}: {row['f_meas']:.4f} ({row['peak_over_median']:.1f}x)" for row in src["prime_lines"]
                           if row["f_meas"] is not None) or "(rows too short to resolve)"
         a = m["all"]
-        print(f"{name:>10}: mean/std/lag1 {a['mean']:.3f}/{a['std']:.3f}/{a['lag1']:+.3f} | by position {seg}")
+        print(f"{name:>10}: mean/std/lag1 {a['mean']:.3f}/{a['std']:.3f}/{a['lag1']:+.3f} | by position {seg} | "
+              f"count excursion (32) {src['count_excursion_32']:.2f}")
         print(f"{'':>10}  prime lines {lines}")
     for name, d in r["distances"].items():
         print(f"{name:>10} vs data: " + "  ".join(f"{k} {v['value']:.4f}+-{v['boot_std']:.4f}" for k, v in d.items()))

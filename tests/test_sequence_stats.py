@@ -114,3 +114,22 @@ def test_shuffle_within_splits_keeps_each_split_marginal_and_kills_correlation()
     assert not np.array_equal(tr.numpy(), tr2.numpy())
     assert ss.autocorrelation(s[:8000], 1)[0] < -0.9 and abs(ss.autocorrelation(sh[:8000], 1)[0]) < 0.05
     assert np.array_equal(sh[40 * 256:], s[40 * 256:])
+
+
+def test_count_excursion_of_rigid_and_random_sequences():
+    rng = np.random.default_rng(0)
+    iid = rng.exponential(size=(8, 4096))
+    rigid = 1 + 0.3 * np.diff(rng.standard_normal((8, 4097)), axis=1)     # s - 1 = a difference: counts bounded
+    assert ss.count_excursion(iid, 32) == pytest.approx(np.sqrt(2 * 32 / np.pi), rel=0.1)   # E|N(0, 32)|
+    assert ss.count_excursion(rigid, 32) < 0.5
+
+
+def test_sampler_scales_sigma_and_feeds_back_the_mean():
+    def stepper(h):
+        return mixture.Mixture(torch.zeros(len(h), 1, dtype=torch.float64), 1 + torch.zeros(len(h), 1, dtype=torch.float64),
+                               torch.full((len(h), 1), 0.2, dtype=torch.float64))
+    ctx = np.ones((4, 3))
+    assert float(generate.sampler(stepper, 0.5)(torch.ones(2, 3)).sigma[0, 0]) == pytest.approx(0.1)
+    out = generate.free_run(generate.sampler(stepper, feedback="mean"), ctx, 5)
+    assert np.allclose(out, 1.0, atol=1e-6)
+    assert generate.free_run(stepper, ctx, 200).std() == pytest.approx(0.2, rel=0.15)

@@ -29,6 +29,22 @@ def free_run(stepper, contexts, n_steps, seed=0):
     return hist[:, ctx:].numpy()
 
 
+def sampler(stepper, sigma_scale=1.0, feedback="sample"):
+    """The stepper as generation uses it: every component's sigma times sigma_scale (a temperature on
+    the spread), and feedback "sample" (draw the next spacing) or "mean" (feed back the mixture mean:
+    a point mass there)."""
+    if sigma_scale == 1.0 and feedback == "sample":
+        return stepper
+
+    def step(history):
+        m = stepper(history)
+        if feedback == "mean":
+            mu = mixture.mean(m)
+            return mixture.gaussian(mu, torch.full_like(mu, 1e-9))
+        return mixture.Mixture(m.log_w, m.mu, m.sigma * sigma_scale)
+    return step
+
+
 def val_contexts(val_stream, n_chains, ctx):
     """n_chains contexts of ctx consecutive val spacings, evenly spaced over the val stream, and the
     index of the first spacing after each (where the chain continues the real sequence)."""
@@ -70,6 +86,7 @@ def compare(chains, sources_long, height, block=512, n_boot=200, seed=0):
         freqs, power = ss.mean_periodogram(x)
         out["sources"][name] = {"n_spacings": int(np.asarray(x).size), "shape": list(np.shape(x)),
                                 "curves": ss.curves(per[name]), "moments": ss.moments(np.atleast_2d(x)),
+                                "count_excursion_32": ss.count_excursion(x, 32),
                                 "periodogram": {"freqs": freqs.tolist(), "power": power.tolist()},
                                 "prime_lines": ss.prime_lines(freqs, power, height)}
         if name != "data":

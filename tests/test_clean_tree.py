@@ -31,7 +31,8 @@ def test_every_benchmark_writes_through_the_save_switch():
 
 
 def test_benchmark_default_run_writes_nothing_tracked(git_checkout):
-    proc = subprocess.run([sys.executable, "scripts/bench_zeros.py", "--n", "1000", "--count", "100", "--flint-count", "3"],
+    proc = subprocess.run([sys.executable, "scripts/bench_zeros.py", "--n", "1000", "--count", "100", "--flint-count", "3",
+                           "--heights", "none"],
                           cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip().splitlines()[-1].endswith("-> out/bench/zeros.json")

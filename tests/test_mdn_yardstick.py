@@ -148,11 +148,16 @@ def zeta_dir(tmp_path_factory):
 def test_height_aware_run_trains_and_evaluates_end_to_end(zeta_dir, tmp_path):
     out = tmp_path / "h"
     train_mdn.main(["--data-dir", str(zeta_dir), "--out-dir", str(out), "--input-features", "spacing+height",
-                    "--ar-order", "8", *FLAGS])
+                    "--ar-order", "8", "--ar-init", "fit", "--ar-lr-mult", "0", *FLAGS])
     model, ck = checkpoint.load_model(out / "best.pt", "mdn")
     assert ck["best"]["metric"] == "sel_nll" and model.config.height_scale > 0
     info = json.loads((out / "config.json").read_text())["data"]
     assert info["selection_split"] == "train_tail" and info["fit_range"][1] < info["train_range"][1]
+    # --ar-lr-mult 0 keeps the path at the Yule-Walker fit of the spacings the run trained on
+    lo, hi = info["fit_range"]
+    fit = spacing_data.load_split(zeta_dir, "train").flatten()[lo:hi].double().numpy()
+    phi, _ = baselines.levinson(baselines.autocovariance(fit, 8), 8)
+    assert torch.allclose(model.ar.detach().double(), torch.from_numpy(phi).float().double())
     row = eval_mdn.main(["--ckpt", str(out / "best.pt"), "--rollout-windows", "0"])
     assert row["selected_on"] == "train_tail" and "local_ar" in row["metrics"]["all"]
     with pytest.raises(UserError, match="E0 options"):

@@ -200,6 +200,9 @@ def build_parser(description, family):
     g.add_argument("--ar-init", choices=["zero", "fit"], default="zero",
                    help="start of the AR path: zero, or the Yule-Walker AR(P) of the spacings it trains on "
                         "(train data only; the transformer then learns what the linear forecast misses)")
+    g.add_argument("--ar-lr-mult", type=cli.nonneg_float, default=1.0,
+                   help="LR multiplier of the AR path (0 freezes it: Adam moves each of its P^2 coefficients by "
+                        "about lr per step, which overfits a short train range)")
     g.add_argument("--count-window", type=cli.nonneg_int, default=0,
                    help="with spacing+count: sum over the last N spacings only (0: since the window start)")
     g.add_argument("--val-stride", type=cli.positive_int, default=None,
@@ -264,6 +267,8 @@ def train(args, model_cls, config_cls, config_fields, lr_mults=None):
         center, scale = heights.normaliser(spacing_data.load_meta(args.data_dir))
         config_fields = dict(config_fields, height_center=center, height_scale=scale)
     config = config_cls(**resume["model_config"]) if resume else config_cls(**config_fields)
+    if getattr(config, "ar_order", 0) and getattr(args, "ar_lr_mult", 1.0) != 1.0:
+        lr_mults = dict(lr_mults or {}, ar=args.ar_lr_mult)      # the one parameter named "ar"
     task = MDNTask(family, args.data_dir, config.context, args.batch_size, args.seed, args.val_stride,
                    args.eval_batch_size, lr_mults, args.train_fraction, args.train_heights,
                    getattr(args, "selection_split", "train_tail"), heights.uses_height(config))

@@ -11,7 +11,7 @@ Writes components.json and components.png to --output-dir.
 import json
 from pathlib import Path
 
-from seqlab.core import checkpoint, cli, device
+from seqlab.core import checkpoint, cli, device, paths
 from seqlab.hybrid import ablation
 from seqlab.text import data as text_data
 
@@ -56,7 +56,7 @@ def main(argv=None):
     print(f"full model: {res['base_bpc']:.4f} bits/char ({res['chars']:,} val chars, {res['blocks']} blocks, layout {c.layout})")
     for r in res["rows"]:
         print(f"  off {r['name']:<28s} {r['delta_bpc']:+.4f} bits/char  [{r['ci95'][0]:+.4f}, {r['ci95'][1]:+.4f}]")
-    res.update({"ckpt": str(args.ckpt), "data_dir": str(data_dir), "step": ckpt["step"], "layout": c.layout,
+    res.update({"ckpt": paths.shown(args.ckpt), "data_dir": paths.shown(data_dir), "step": ckpt["step"], "layout": c.layout,
                 "n_boot": args.n_boot, "seed": args.seed})
     if args.output_dir:
         out = Path(args.output_dir)

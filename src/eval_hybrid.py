@@ -63,21 +63,29 @@ def plot_passkey(ax, passkey, context, trained_up_to):
 
 
 def plot_context(curves, png):
-    """curves: {label: context_curve() result}; bits/char by position, chunk boundaries dotted."""
+    """curves: {label: context_curve() result}; left bits/char by position (state carried), right carried
+    minus fresh-at-every-chunk bits/char (the value of context beyond the chunk); chunk boundaries dotted."""
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(8, 4.2), dpi=120)
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(13, 4.4), dpi=120)
     for label, r in curves.items():
         x = [a + r["bin_size"] / 2 for a in r["bin_start"]]
         lo, hi = r["ci95"]
         ax.plot(x, r["bpc"], lw=1.3, label=f"{label}: chunks 1.. minus chunk 0 = "
-                                            f"{r['later_minus_first_chunk_bpc']:+.3f} [{lo:+.3f}, {hi:+.3f}] bits/char")
+                                            f"{r['later_minus_first_chunk_bpc']:+.3f} [{lo:+.3f}, {hi:+.3f}]")
+        lo, hi = r["carried_minus_fresh_ci95"]
+        bx.plot(x, r["carried_minus_fresh_by_bin"], lw=1.3, label=f"{label}: chunks 1.. "
+                f"{r['carried_minus_fresh_bpc']:+.4f} [{lo:+.4f}, {hi:+.4f}]")
+    for a in (ax, bx):
         for k in range(1, r["length"] // r["context"] + 1):
-            ax.axvline(k * r["context"], color="gray", lw=0.5, ls=":")
-    ax.set_xlabel("position in the segment (chars; dotted: chunk boundaries, state carried across)")
+            a.axvline(k * r["context"], color="gray", lw=0.5, ls=":")
+        a.set_xlabel("position in the segment (chars; dotted: chunk boundaries)")
+        a.grid(alpha=0.3)
+        a.legend(fontsize=7)
+    bx.axhline(0, color="k", lw=0.8)
     ax.set_ylabel("bits/char (mean over segments)")
-    ax.set_title(f"loss by position, {next(iter(curves.values()))['segments']} val segments")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.set_title(f"loss by position, state carried, {r['segments']} val segments", fontsize=9)
+    bx.set_ylabel("bits/char: carried - fresh state at each chunk")
+    bx.set_title("value of context beyond the chunk (< 0: the carried state helps; 95% interval)", fontsize=9)
     fig.tight_layout()
     fig.savefig(png)
     plt.close(fig)
@@ -112,11 +120,14 @@ def context_outputs(args, model, val, out):
                                                if args.baseline_ckpt else ())):
             m.to(next(model.parameters()).device)
             losses = context.loss_by_position(m, val, args.context_length, args.context_segments)
-            r = context.context_curve(losses, m.config.context, seed=args.seed)
+            fresh = context.loss_by_position(m, val, args.context_length, args.context_segments, carry=False)
+            r = context.context_curve(losses, m.config.context, seed=args.seed, fresh=fresh)
             curves[f"{m.config.layout} ({Path(path).name})"] = r
             print(f"context {m.config.layout}: bits/char by chunk " + " ".join(f"{b:.3f}" for b in r["bpc_by_chunk"])
                   + f" | chunks 1.. minus chunk 0: {r['later_minus_first_chunk_bpc']:+.4f} "
-                  f"[{r['ci95'][0]:+.4f}, {r['ci95'][1]:+.4f}]")
+                  f"[{r['ci95'][0]:+.4f}, {r['ci95'][1]:+.4f}] | carried minus fresh state: "
+                  f"{r['carried_minus_fresh_bpc']:+.4f} [{r['carried_minus_fresh_ci95'][0]:+.4f}, "
+                  f"{r['carried_minus_fresh_ci95'][1]:+.4f}] bits/char")
         rows["context"] = curves
         if out:
             (out / "context.json").write_text(json.dumps(curves, indent=2))

@@ -30,6 +30,20 @@ def test_context_curve_on_planted_losses():
     assert r["bin_start"] == [0, 16, 32, 48] and r["bpc"][0] == pytest.approx(2 / math.log(2), abs=0.01)
 
 
+def test_carried_minus_fresh_is_zero_for_a_chunk_local_model_and_negative_with_memory():
+    from seqlab.hybrid.model import HybridConfig, HybridLM
+    torch.manual_seed(0)
+    ids = torch.randint(2, 99, (6 * 64 + 1,))
+    for layout, zero in (("AA", True), ("RM", False)):
+        model = HybridLM(HybridConfig(context=16, n_layer=2, n_head=2, n_embd=32, layout=layout, gamma_init=0.5,
+                                      pos_emb=layout == "AA")).eval()
+        carried = context.loss_by_position(model, ids, 64)
+        fresh = context.loss_by_position(model, ids, 64, carry=False)
+        assert np.allclose(carried[:, :16], fresh[:, :16])               # chunk 0 is the same either way
+        r = context.context_curve(carried, 16, bin_size=16, fresh=fresh)
+        assert (abs(r["carried_minus_fresh_bpc"]) < 1e-6) == zero         # attention is chunk-local: exactly equal
+
+
 def test_niah_document_places_the_needle_and_the_answer():
     hay = np.full(600, tokenizer.encode("x")[0], dtype=np.int64)
     for depth in (0.1, 0.5, 0.9):

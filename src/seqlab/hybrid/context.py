@@ -29,24 +29,32 @@ def segments(ids, length, max_segments=0):
 
 
 @torch.no_grad()
-def loss_by_position(model, ids, length, max_segments=0, batch=16):
+def loss_by_position(model, ids, length, max_segments=0, batch=16, carry=True):
     """Next-char cross-entropy (nats) at every position 0..length-1 of contiguous val segments, each read
-    from a fresh state through chunks of the model's context with the state carried: (n_segments, length)."""
+    from a fresh state through chunks of the model's context with the state carried (carry=False: a fresh
+    state at every chunk, i.e. no context beyond the chunk): (n_segments, length)."""
     dev = next(model.parameters()).device
     seg = segments(ids, length, max_segments)
+    c = model.config.context
     out = []
     for i in range(0, len(seg), batch):
         x = seg[i:i + batch].to(dev)
-        logits, _ = model.forward_stream(x[:, :-1])
+        if carry:
+            logits, _ = model.forward_stream(x[:, :-1])
+        else:
+            logits = torch.cat([model(x[:, s:min(s + c, length)])[0] for s in range(0, length, c)], 1)
         out.append(F.cross_entropy(logits.float().transpose(1, 2), x[:, 1:], reduction="none").double().cpu())
     return torch.cat(out).numpy()
 
 
-def context_curve(losses, context, bin_size=32, n_boot=1000, seed=0):
+def context_curve(losses, context, bin_size=32, n_boot=1000, seed=0, fresh=None):
     """Bits/char by position (mean over segments, in bins of `bin_size` chars), and the benefit of context
     beyond one chunk: delta = mean bits/char of chunks 1.. minus chunk 0 at the same in-chunk positions
     (negative: the carried state helps), with a bootstrap 95% interval over segments (paired).
-    losses: (n_segments, length) nats from loss_by_position."""
+    With `fresh` (the same segments read with a fresh state at every chunk, loss_by_position(carry=False)):
+    also carried minus fresh bits/char on chunks 1.. (the same text and positions: the value of the
+    carried state itself; exactly 0 for a chunk-local model), by bin and overall with its interval.
+    losses, fresh: (n_segments, length) nats from loss_by_position."""
     n, length = losses.shape
     bits = losses / math.log(2)
     edges = list(range(0, length, bin_size))
@@ -59,9 +67,17 @@ def context_curve(losses, context, bin_size=32, n_boot=1000, seed=0):
     rng = np.random.default_rng(seed)
     boots = delta[rng.integers(0, n, size=(n_boot, n))].mean(1)
     lo, hi = np.percentile(boots, [2.5, 97.5])
-    return {"bin_start": edges, "bin_size": bin_size, "bpc": curve, "segments": n, "length": length, "context": context,
-            "bpc_by_chunk": per_seg.mean(0).tolist(), "later_minus_first_chunk_bpc": float(delta.mean()),
-            "ci95": [float(lo), float(hi)]}
+    out = {"bin_start": edges, "bin_size": bin_size, "bpc": curve, "segments": n, "length": length, "context": context,
+           "bpc_by_chunk": per_seg.mean(0).tolist(), "later_minus_first_chunk_bpc": float(delta.mean()),
+           "ci95": [float(lo), float(hi)]}
+    if fresh is not None:
+        diff = (losses - fresh) / math.log(2)                                            # (n, length) bits
+        d_seg = diff[:, context:n_chunks * context].mean(1)
+        boots = d_seg[rng.integers(0, n, size=(n_boot, n))].mean(1)
+        lo, hi = np.percentile(boots, [2.5, 97.5])
+        out.update(carried_minus_fresh_by_bin=[float(diff[:, a:a + bin_size].mean()) for a in edges],
+                   carried_minus_fresh_bpc=float(d_seg.mean()), carried_minus_fresh_ci95=[float(lo), float(hi)])
+    return out
 
 
 def niah_document(key, haystack, depth, length):

@@ -31,7 +31,7 @@ from seqlab.core import checkpoint, cli, plots  # noqa: E402
 from seqlab.core.errors import UserError  # noqa: E402
 
 # checkpoint entries only --resume needs (a promoted checkpoint is for eval, sampling and diagnosis)
-RESUME_ONLY = ("optimizer", "scaler", "data")
+RESUME_ONLY = ("optimizer", "scaler", "data", "rng")
 # family -> the scripts that write its results (each takes --ckpt --data-dir --output-dir)
 TOOLS = {
     "char": ["src/eval_char.py"],

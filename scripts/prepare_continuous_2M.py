@@ -108,6 +108,8 @@ def main(argv=None):
     t = time.time()
     cache = Path(args.cache_dir) if args.cache_dir else out.parent / "zeros"
     if args.n_zeros > args.shard_zeros and not args.zeros:
+        if args.shuffle:
+            raise UserError(f"--shuffle needs the spacings in memory: use at most --shard-zeros ({args.shard_zeros:,}) zeros")
         meta, s, skip, t_zeros = build_sharded(args, out, cache)
     else:
         gamma, zfile, zinfo = get_zeros(args.n_zeros, args.zeros, args.workers, args.quiet, cache, args.start)

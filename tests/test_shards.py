@@ -104,3 +104,11 @@ def test_memory_mapped_split_is_the_file(tmp_path):
         fh.seek(at)
         fh.write(np.full(4, 2.5, dtype=np.float32).tobytes())
     assert float(mapped.ravel()[-1]) == 2.5 and float(copied.ravel()[-1]) != 2.5
+
+
+def test_sharded_build_refuses_shuffle_before_writing(tmp_path):
+    from seqlab.core.errors import UserError
+    with pytest.raises(UserError, match="--shuffle"):
+        prepare_continuous_2M.main(["--n-zeros", "6000", "--shard-zeros", "3000", "--shuffle", "--out-dir",
+                                    str(tmp_path / "d"), "--cache-dir", str(tmp_path / "c")])
+    assert not (tmp_path / "d").exists() and not (tmp_path / "c").exists()

@@ -163,3 +163,31 @@ def test_height_aware_run_trains_and_evaluates_end_to_end(zeta_dir, tmp_path):
     with pytest.raises(UserError, match="E0 options"):
         train_mdn_postfix.main(["--data-dir", str(zeta_dir), "--out-dir", str(tmp_path / "p"),
                                 "--input-features", "spacing+height", *FLAGS])
+
+
+def test_height_slope_of_the_ar_path_recovers_a_drifting_coefficient():
+    """AR(1) whose coefficient drifts from 0.1 to 0.5 along the stream, heights rising linearly: the
+    fitted path has a ~ 0.3 and a_h ~ 0.2 per unit z (z spans [-1, 1]), and the forward uses a + a_h z."""
+    from seqlab.mdn.task import init_ar_path
+    rng = np.random.default_rng(4)
+    n = 2 ** 16
+    phi = 0.1 + 0.4 * np.arange(n) / n
+    s = np.zeros(n)
+    for i in range(1, n):
+        s[i] = phi[i] * s[i - 1] + 0.1 * rng.standard_normal()
+    L = np.linspace(10.0, 10.2, n)
+    cfg = MDNConfig(context=16, n_layer=1, n_head=2, n_embd=16, d_ff=32, n_components=2, ar_order=1,
+                    ar_height_center=10.1, ar_height_scale=0.1)
+    m = SpacingMDN(cfg).eval()
+    init_ar_path(m, torch.from_numpy(s + 1), L)
+    a, a_h = float(m.ar.detach()[0, 0]), float(m.ar_h.detach()[0, 0])
+    assert abs(a - 0.3) < 0.03 and abs(a_h - 0.2) < 0.03
+    x = 1 + 0.1 * torch.randn(2, 16)
+    base = SpacingMDN(MDNConfig(**{**cfg.__dict__, "ar_order": 0, "ar_height_scale": 0.0}))
+    base.load_state_dict({k: v for k, v in m.state_dict().items() if not k.startswith("ar")})
+    for z in (-1.0, 2.0):
+        shift = m(x, height=torch.full((2,), 10.1 + 0.1 * z)).mu - base.eval()(x).mu
+        coef = a + z * a_h
+        assert torch.allclose(shift, (coef * (x - 1))[..., None].expand_as(shift), atol=1e-5)
+    with pytest.raises(ValueError, match="height"):
+        m(x)

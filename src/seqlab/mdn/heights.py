@@ -46,4 +46,5 @@ def split_windows(data_dir, split, length, stride=None):
 
 
 def uses_height(config):
-    return "+height" in getattr(config, "input_features", "")
+    """Does the model take heights (a +height input, or an AR path that moves with the height)?"""
+    return "+height" in getattr(config, "input_features", "") or bool(getattr(config, "ar_height_scale", 0))

@@ -15,6 +15,9 @@ ar_order P > 0 adds a linear path: sum_{j<q} a[q-1, j] (s_{t-j} - 1), q = min(t+
 every component mean: a learned AR inside the model with its own coefficients for each of the first
 P positions (as Levinson's AR(1)..AR(P)), so a short context is never padded with invented values;
 zero at init unless set (task.init_ar_path); the transformer models what it misses.
+ar_height_scale > 0 lets those coefficients move with the height: a + a_h z, z = (log(gamma/2pi) -
+ar_height_center) / ar_height_scale of each position's zero (the prime lines, hence the best linear
+filter, drift with log T; fitted across train heights, the slope extrapolates to val's heights).
 References: Bishop 1994 (MDN); the shared pre-LN blocks of seqlab/core/transformer.py.
 """
 from dataclasses import dataclass
@@ -46,6 +49,8 @@ class MDNConfig:
     height_center: float = 0.0       # +height: the input is (log(gamma/2pi) - height_center) / height_scale
     height_scale: float = 1.0
     ar_order: int = 0                # P > 0: a linear AR(P) path added to the mixture means (SpacingMDN only)
+    ar_height_center: float = 0.0    # ar_height_scale > 0: AR coefficients a + a_h (L - center) / scale
+    ar_height_scale: float = 0.0
 
 
 class SpacingTrunk(nn.Module):
@@ -124,6 +129,8 @@ class SpacingMDN(nn.Module):
             P = config.ar_order
             self.ar = nn.Parameter(torch.zeros(P, P))               # row q-1: AR(q) coefficients, lag 1 first
             self.register_buffer("ar_mask", torch.ones(P, P).tril().bool(), persistent=False)
+            if config.ar_height_scale:
+                self.ar_h = nn.Parameter(torch.zeros(P, P))         # d coefficients / d z
 
     @staticmethod
     def scored_positions(T):
@@ -139,6 +146,13 @@ class SpacingMDN(nn.Module):
             lags = F.pad(x - 1.0, (P - 1, 0)).unfold(1, P, 1).flip(-1)      # (B, T, P): s_t, s_{t-1}, .., centred
             rows = torch.clamp(torch.arange(T, device=x.device), max=P - 1)  # position t uses AR(min(t+1, P))
             coef = (self.ar * self.ar_mask)[rows]                            # (T, P), zero beyond lag t+1
+            if self.config.ar_height_scale:
+                if height is None:
+                    raise ValueError("this model's AR path moves with the height: pass height=log(gamma/2pi)")
+                c = self.config
+                z = (height.to(lags.dtype) - c.ar_height_center) / c.ar_height_scale
+                z = z[:, None].expand(-1, T) if z.dim() == 1 else z[:, :T]  # (B, T)
+                coef = coef + (self.ar_h * self.ar_mask)[rows] * z.unsqueeze(-1)   # (B, T, P)
             lin = (lags * coef.to(lags.dtype)).sum(-1)                       # (B, T)
             m = mixture.Mixture(m.log_w, m.mu + lin.unsqueeze(-1).to(m.mu.dtype), m.sigma)
         return m

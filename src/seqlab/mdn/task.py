@@ -200,6 +200,9 @@ def build_parser(description, family):
     g.add_argument("--ar-init", choices=["zero", "fit"], default="zero",
                    help="start of the AR path: zero, or the Yule-Walker AR(P) of the spacings it trains on "
                         "(train data only; the transformer then learns what the linear forecast misses)")
+    g.add_argument("--ar-height", action="store_true",
+                   help="E0 only: the AR path's coefficients move linearly with log(gamma/2pi) (normalised over "
+                        "the spacings the run trains on); with --ar-init fit: fitted across 8 height blocks of them")
     g.add_argument("--ar-lr-mult", type=cli.nonneg_float, default=1.0,
                    help="LR multiplier of the AR path (0 freezes it: Adam moves each of its P^2 coefficients by "
                         "about lr per step, which overfits a short train range)")
@@ -269,9 +272,16 @@ def train(args, model_cls, config_cls, config_fields, lr_mults=None):
     config = config_cls(**resume["model_config"]) if resume else config_cls(**config_fields)
     if getattr(config, "ar_order", 0) and getattr(args, "ar_lr_mult", 1.0) != 1.0:
         lr_mults = dict(lr_mults or {}, ar=args.ar_lr_mult)      # the one parameter named "ar"
+    ar_height = getattr(args, "ar_height", False) and not resume
+    if ar_height and not config.ar_order:
+        raise UserError("--ar-height needs --ar-order P > 0")
     task = MDNTask(family, args.data_dir, config.context, args.batch_size, args.seed, args.val_stride,
                    args.eval_batch_size, lr_mults, args.train_fraction, args.train_heights,
-                   getattr(args, "selection_split", "train_tail"), heights.uses_height(config))
+                   getattr(args, "selection_split", "train_tail"), heights.uses_height(config) or ar_height)
+    if ar_height:  # z spans [-1, 1] over the spacings the run trains on
+        lo, hi = task.fit_range
+        L = heights.log_heights(task.meta, "train", hi)[lo:]
+        config.ar_height_center, config.ar_height_scale = float(L.mean()), float(max((L[-1] - L[0]) / 2, 1e-9))
     try:
         model = model_cls(config)
     except ValueError as e:
@@ -279,15 +289,29 @@ def train(args, model_cls, config_cls, config_fields, lr_mults=None):
     if not resume:
         task.prepare_model(model)
         if getattr(config, "ar_order", 0) and getattr(args, "ar_init", "zero") == "fit":
-            init_ar_path(model, task.stream)
+            init_ar_path(model, task.stream, task.sampler.heights)
     return engine.fit(model, task, args, resume)
 
 
-def init_ar_path(model, stream):
+def init_ar_path(model, stream, log_heights=None, n_blocks=8):
     """Set the AR path of a fresh E0 to the Yule-Walker AR(1)..AR(P) of `stream` (its own training
-    spacings, Levinson-Durbin): the model starts as that Gaussian AR's mean forecast."""
+    spacings, Levinson-Durbin): the model starts as that Gaussian AR's mean forecast. With a height
+    slope (ar_height_scale > 0): Yule-Walker on each of n_blocks consecutive blocks of the stream,
+    then the least-squares line through the blocks' coefficients against their mean z."""
     from seqlab.mdn import baselines
-    P = model.config.ar_order
-    phi, _ = baselines.levinson(baselines.autocovariance(stream.double().numpy(), P), P)
+    c = model.config
+    P = c.ar_order
+    s = stream.double().numpy()
+    if not c.ar_height_scale:
+        phi, _ = baselines.levinson(baselines.autocovariance(s, P), P)
+        with torch.no_grad():
+            model.ar.copy_(torch.from_numpy(phi))         # row q-1 = AR(q), lag 1 first
+        return
+    z = (np.asarray(log_heights, dtype=np.float64) - c.ar_height_center) / c.ar_height_scale
+    blocks = np.array_split(np.arange(len(s)), n_blocks)
+    phis = np.stack([baselines.levinson(baselines.autocovariance(s[b], P), P)[0].ravel() for b in blocks])
+    X = np.stack([np.ones(n_blocks), [z[b].mean() for b in blocks]], 1)       # (n_blocks, 2): intercept, slope
+    coef = np.linalg.lstsq(X, phis, rcond=None)[0]
     with torch.no_grad():
-        model.ar.copy_(torch.from_numpy(phi))             # row q-1 = AR(q), lag 1 first
+        model.ar.copy_(torch.from_numpy(coef[0].reshape(P, P)))
+        model.ar_h.copy_(torch.from_numpy(coef[1].reshape(P, P)))

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from seqlab.core import checkpoint, cli, device, paths
+from seqlab.core.errors import UserError
 from seqlab.mdn import ablation, evaluate as mdn_eval
 from seqlab.mdn.task import FAMILIES
 from seqlab.zeta import spacings as spacing_data
@@ -35,6 +36,8 @@ def main(argv=None):
     args = p.parse_args(argv)
     fractions = _floats(args.fractions)
     model, ckpt = checkpoint.load_model(args.ckpt, FAMILIES)
+    if "+height" in getattr(model.config, "input_features", ""):  # they need log(gamma/2pi) per input
+        raise UserError(f"{args.ckpt} is a height-aware model (+height): ablate_heads.py does not pass heights yet")
     model.to(device.pick(args.device)).eval()
     data_dir = args.data_dir or ckpt["data_info"]["data_dir"]
     wins = mdn_eval.windows(spacing_data.load_split(data_dir, "val"), model.config.context + 1)
@@ -62,7 +65,6 @@ def main(argv=None):
 
 
 def _floats(text):
-    from seqlab.core.errors import UserError
     try:
         vals = [float(v) for v in text.split(",") if v]
     except ValueError:

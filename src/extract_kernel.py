@@ -94,6 +94,8 @@ def main(argv=None):
         model, ckpt = checkpoint.load_model(path, FAMILIES)
         if ckpt["family"] != "mdn":
             raise UserError(f"{path} is a '{ckpt['family']}' checkpoint: extract_kernel reads E0 (mdn) models")
+        if "+height" in getattr(model.config, "input_features", ""):  # they need log(gamma/2pi) per input
+            raise UserError(f"{path} is a height-aware model (+height): extract_kernel.py does not pass heights yet")
         model.to(device.pick(args.device))
         if first is None:
             first = ckpt

@@ -63,6 +63,8 @@ def main(argv=None):
     if ckpt["family"] != "mdn":
         raise UserError(f"{args.ckpt} is a '{ckpt['family']}' checkpoint: generate_spectra runs E0 (mdn) models, "
                         "which predict at every position")
+    if "+height" in getattr(model.config, "input_features", ""):  # they need log(gamma/2pi) per input
+        raise UserError(f"{args.ckpt} is a height-aware model (+height): generate_spectra.py does not pass heights yet")
     model.to(device.pick(args.device))
     data_dir = args.data_dir or ckpt["data_info"]["data_dir"]
     val = spacing_data.load_split(data_dir, "val").flatten().numpy().astype(np.float64)

@@ -102,3 +102,19 @@ def test_diagnose_memory_ckpt_glob_reports_mean_and_std(run, tmp_path):
     assert (tmp_path / "diag" / "prefix_diagnostics_seeds.json").is_file()
     assert len((tmp_path / "diag" / "prefix_diagnostics.jsonl").read_text().splitlines()) == 2
     assert seeds.split_glob(["--ckpt-glob=x*", "--seed", "1"]) == ("x*", ["--seed", "1"])
+
+
+def test_height_aware_models_are_refused_with_one_line(run, tmp_path):
+    import ablate_heads
+    import extract_kernel
+    from seqlab.core.errors import UserError
+    ckpt, data = run
+    import torch
+    c = torch.load(ckpt, weights_only=False)
+    c["model_config"]["input_features"] = "spacing+height"
+    c["model"]["trunk.inp.weight"] = torch.cat([c["model"]["trunk.inp.weight"], c["model"]["trunk.inp.weight"]], 1)
+    torch.save(c, tmp_path / "h.pt")
+    for main, extra in ((generate_spectra.main, ["--n", "256", "--chains", "2", "--block", "64"]),
+                        (extract_kernel.main, []), (ablate_heads.main, [])):
+        with pytest.raises(UserError, match="height-aware"):
+            main(["--ckpt", str(tmp_path / "h.pt"), "--data-dir", str(data), *extra])

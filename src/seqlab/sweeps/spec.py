@@ -22,9 +22,9 @@ RESERVED = {"out-dir", "resume", "overwrite"}
 EVAL_METRICS = {
     "train_char": ("val_loss", "val_bpc", "val_ppl"),
     "train_hybrid": ("val_loss", "val_bpc", "val_ppl"),
-    "train_mdn": ("val_nll", "val_nll_last"),
-    "train_mdn_memory": ("val_nll", "val_nll_last"),
-    "train_mdn_postfix": ("val_nll",),
+    "train_mdn": ("val_nll", "val_nll_last", "sel_nll"),     # sel_nll: with a train-tail selection split
+    "train_mdn_memory": ("val_nll", "val_nll_last", "sel_nll"),
+    "train_mdn_postfix": ("val_nll", "sel_nll"),
 }
 PRUNERS = {"median", "hyperband", "successive_halving", "none"}
 RACE_KEYS = {"pruner", "min-steps", "startup-trials"}

@@ -92,7 +92,7 @@ def main(argv=None):
                "gue": generate.gue_blocks(args.n, args.block, args.seed),
                "wigner_iid": rmt.wigner_sample(args.chains * n_steps, rng).reshape(args.chains, n_steps),
                "ar": generate.ar_chains(ar, contexts, n_steps, args.seed)}
-    report = generate.compare(chains, sources, height, args.block, args.n_boot, args.seed)
+    report = generate.compare(sources, height, args.block, args.n_boot, args.seed)
     report.update({"ckpt": paths.shown(args.ckpt), "step": ckpt["step"], "data_dir": paths.shown(data_dir),
                    "n_chains": args.chains, "chain_length": n_steps, "context": ctx, "ar_order": args.ar_order,
                    "ar_tail": args.ar_tail, "generation_s": round(t_gen, 1), "seed": args.seed,

@@ -22,7 +22,7 @@ def _z(curve, ref):
 
 
 def test_gue_matches_known_r2_and_sigma2_within_its_error_bars(gue):
-    rep = generate.compare(gue, {"data": gue}, height=1e6, block=128, n_boot=10)
+    rep = generate.compare({"data": gue}, height=1e6, block=128, n_boot=10)
     c, ref = rep["sources"]["data"]["curves"], ss.references()
     for key in ("r2", "sigma2"):
         z = _z(c[key], ref[key])
@@ -30,7 +30,7 @@ def test_gue_matches_known_r2_and_sigma2_within_its_error_bars(gue):
         assert np.mean(np.abs(z) < 2) >= 0.85 and np.max(np.abs(z)) < 4, (key, np.round(z, 1))
     # the same test rejects i.i.d. Wigner draws (no level repulsion beyond the neighbour, no rigidity)
     wig = rmt.wigner_sample(gue.size, np.random.default_rng(0)).reshape(gue.shape)
-    cw = generate.compare(wig, {"data": wig}, height=1e6, block=128, n_boot=10)["sources"]["data"]["curves"]
+    cw = generate.compare({"data": wig}, height=1e6, block=128, n_boot=10)["sources"]["data"]["curves"]
     assert np.max(np.abs(_z(cw["sigma2"], ref["sigma2"]))) > 10
 
 

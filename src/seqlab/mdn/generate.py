@@ -73,7 +73,7 @@ def blocks_of(x, block):
     return x[:, :n * block].reshape(-1, block)
 
 
-def compare(chains, sources_long, height, block=512, n_boot=200, seed=0):
+def compare(sources_long, height, block=512, n_boot=200, seed=0):
     """The spectra report. sources_long: {name: (n, m) long sequences} (model chains, data blocks of the
     chains' length, ...); statistics on blocks of `block` spacings, periodograms on the long rows.
 

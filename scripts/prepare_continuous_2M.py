@@ -131,7 +131,7 @@ def main(argv=None):
           f"std {meta['spacing_std']:.4f}, lag-1 autocorr {meta['autocorr'][0]:+.4f}) -> {out}/ "
           f"train ({meta['n_train']}, {meta['seq_len']}) val ({meta['n_val']}, {meta['seq_len']}); "
           f"zeros {t_zeros:.1f} s, total {time.time() - t:.1f} s")
-    rmeta = dict(meta, first_zero=meta["first_zero"] + skip)  # the report's first spacing
+    rmeta = dict(meta, first_zero=meta["first_zero"] + skip, dataset_first_zero=meta["first_zero"])  # the report's first spacing
     if not args.no_report:
         rdir = Path(args.report_dir) if args.report_dir else default_report_dir(out)
         part = [f"Computed on the last {len(s):,} spacings of the {meta['n_spacings']:,} (from zero "

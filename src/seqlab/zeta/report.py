@@ -240,7 +240,8 @@ def write_report(s, out_dir, name, meta=None, gue_matrices=100, notes=()):
     if meta.get("source"):
         lines += [f"Source: {meta['source']}", ""]
     if "gamma_min" in meta:
-        lines += [f"Zeros n = 1 .. {meta['n_zeros']:,}, gamma from {meta['gamma_min']:.6f} to {meta['gamma_max']:.6f}; "
+        first = int(meta.get("dataset_first_zero", meta.get("first_zero", 1)))  # first_zero: the report's own first
+        lines += [f"Zeros n = {first:,} .. {first + meta['n_zeros'] - 1:,}, gamma from {meta['gamma_min']:.6f} to {meta['gamma_max']:.6f}; "
                   "unfolded x_n = theta(gamma_n)/pi + 1, spacings s_n = x_{n+1} - x_n.", ""]
     lines += ["![spacings](spacings.png)", "",
               "| quantity | data | reference |", "| --- | --- | --- |",

@@ -202,7 +202,7 @@ def build_parser(description, family):
                         "(train data only; the transformer then learns what the linear forecast misses)")
     g.add_argument("--ar-height", action="store_true",
                    help="E0 only: the AR path's coefficients move linearly with log(gamma/2pi) (normalised over "
-                        "the spacings the run trains on); with --ar-init fit: fitted across 8 height blocks of them")
+                        "the spacings the run trains on); with --ar-init fit: least squares on lags and lags x height")
     g.add_argument("--ar-lr-mult", type=cli.nonneg_float, default=1.0,
                    help="LR multiplier of the AR path (0 freezes it: Adam moves each of its P^2 coefficients by "
                         "about lr per step, which overfits a short train range)")
@@ -293,11 +293,12 @@ def train(args, model_cls, config_cls, config_fields, lr_mults=None):
     return engine.fit(model, task, args, resume)
 
 
-def init_ar_path(model, stream, log_heights=None, n_blocks=8):
-    """Set the AR path of a fresh E0 to the Yule-Walker AR(1)..AR(P) of `stream` (its own training
-    spacings, Levinson-Durbin): the model starts as that Gaussian AR's mean forecast. With a height
-    slope (ar_height_scale > 0): Yule-Walker on each of n_blocks consecutive blocks of the stream,
-    then the least-squares line through the blocks' coefficients against their mean z."""
+def init_ar_path(model, stream, log_heights=None):
+    """Set the AR path of a fresh E0 from `stream` (its own training spacings): the model starts as that
+    linear forecast. Without a height slope: Yule-Walker AR(1)..AR(P) (Levinson-Durbin). With one
+    (ar_height_scale > 0): least squares of s_{t+1} - 1 on the lags (s_{t-j} - 1) and on the lags times
+    z_t (the normalised height of the newest input), for each order q = 1..P from one Gram matrix: a
+    linear predictor whose coefficients a + a_h z move with log T, as the prime lines do."""
     from seqlab.mdn import baselines
     c = model.config
     P = c.ar_order
@@ -307,11 +308,17 @@ def init_ar_path(model, stream, log_heights=None, n_blocks=8):
         with torch.no_grad():
             model.ar.copy_(torch.from_numpy(phi))         # row q-1 = AR(q), lag 1 first
         return
+    x = s - 1.0
     z = (np.asarray(log_heights, dtype=np.float64) - c.ar_height_center) / c.ar_height_scale
-    blocks = np.array_split(np.arange(len(s)), n_blocks)
-    phis = np.stack([baselines.levinson(baselines.autocovariance(s[b], P), P)[0].ravel() for b in blocks])
-    X = np.stack([np.ones(n_blocks), [z[b].mean() for b in blocks]], 1)       # (n_blocks, 2): intercept, slope
-    coef = np.linalg.lstsq(X, phis, rcond=None)[0]
+    lag = np.lib.stride_tricks.sliding_window_view(x, P + 1)[:, ::-1]    # col 0: s_{t+1}; col j: s_{t+1-j}
+    y, X = lag[:, 0], lag[:, 1:]
+    D = np.concatenate([X, X * z[P - 1:len(x) - 1, None]], 1)            # (n, 2P): lags, lags x z_t
+    G, r = D.T @ D, D.T @ y
+    a, a_h = np.zeros((P, P)), np.zeros((P, P))
+    for q in range(1, P + 1):
+        idx = np.r_[0:q, P:P + q]
+        sol = np.linalg.solve(G[np.ix_(idx, idx)] + 1e-9 * np.trace(G) / len(G) * np.eye(2 * q), r[idx])
+        a[q - 1, :q], a_h[q - 1, :q] = sol[:q], sol[q:]
     with torch.no_grad():
-        model.ar.copy_(torch.from_numpy(coef[0].reshape(P, P)))
-        model.ar_h.copy_(torch.from_numpy(coef[1].reshape(P, P)))
+        model.ar.copy_(torch.from_numpy(a))
+        model.ar_h.copy_(torch.from_numpy(a_h))

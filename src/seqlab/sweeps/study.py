@@ -11,7 +11,9 @@ or lost the rule above (`duplicate`) is retried: the point is enqueued again and
 run folder with --resume. A trial whose run exited with an error (`rc N`) is final.
 """
 import os
+import random
 import socket
+import time
 
 from seqlab.core.errors import UserError
 from seqlab.core.sweep_link import make_pruner, open_storage
@@ -63,13 +65,20 @@ def distributions(spec):
 def open_study(spec, storage_url):
     """Create or load the study named after the sweep; refuse one made from a different spec."""
     optuna = _optuna()
-    try:
-        storage = open_storage(storage_url)
-    except Exception as e:  # a bad URL or an unreachable database: say which, in one line
-        raise UserError(f"--storage {storage_url}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
     sampler = optuna.samplers.TPESampler() if spec.search else optuna.samplers.RandomSampler()
-    study = optuna.create_study(study_name=spec.name, storage=storage, load_if_exists=True, direction="minimize",
-                                sampler=sampler, pruner=make_pruner(pruner_spec(spec)))
+    for attempt in range(6):
+        try:
+            storage = open_storage(storage_url)
+            study = optuna.create_study(study_name=spec.name, storage=storage, load_if_exists=True,
+                                        direction="minimize", sampler=sampler, pruner=make_pruner(pruner_spec(spec)))
+            break
+        except Exception as e:
+            # workers started together race to create the schema of a fresh SQLite file (OperationalError:
+            # table exists / database is locked): the loser retries; anything else (a bad URL, no server) is final
+            if type(e).__name__ not in ("OperationalError", "IntegrityError") or attempt == 5:
+                raise UserError(f"--storage {storage_url}: {type(e).__name__}: "
+                                f"{str(e).splitlines()[0] if str(e) else ''}") from None
+            time.sleep(0.5 + random.random())
     digest = study.user_attrs.get("spec_digest")
     if digest is None:
         study.set_user_attr("spec_digest", spec.digest())

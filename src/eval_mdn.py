@@ -4,7 +4,9 @@
 
 Reports per scored spacing, for the model and, on exactly the same (window, position) pairs,
 Wigner surmise i.i.d., the train marginal i.i.d., Gaussian AR(p) (p chosen on train), local_ar
-(AR fitted on the train tail nearest val; tail length and p chosen on a held-out train tail) and
+(AR fitted on the train tail nearest val; tail length and p chosen on a held-out train tail),
+height_ar (zeta sets: a linear predictor whose coefficients move with log(gamma/2pi), least squares
+on the train tail, tail and order chosen the same way) and
 oracle_local_ar (AR cross-fitted on the two halves of the scored split: it uses val, a ceiling):
 NLL (nats), CRPS (spacing units, closed form for the mixture), PIT mean/std (uniform: 0.5,
 0.2887) and KS on a thinned sample, central 50/80/95% interval coverage, the mass the
@@ -91,11 +93,16 @@ def main(argv=None):
     wins = mdn_eval.windows(split, length, args.stride)
     if args.max_windows:
         wins = wins[: args.max_windows]
-    hts = None
-    if heights.uses_height(model.config):
+    hts = train_h = None
+    if "gamma_min" in spacing_data.load_meta(data_dir):  # a zeta set: heights for height_ar (and +height models)
         hts = heights.split_windows(data_dir, args.split, length, args.stride)[: len(wins)]
+        train_h = heights.log_heights(spacing_data.load_meta(data_dir), "train", len(train_stream))
+    elif heights.uses_height(model.config):
+        raise UserError(f"{data_dir} records no zeros (gamma_min): this model needs their heights")
     torch.manual_seed(args.seed)
-    report, fc = mdn_eval.evaluate(model, wins, train_stream, args.batch_size, min_positions, args.thin, heights=hts)
+    report, fc = mdn_eval.evaluate(model, wins, train_stream, args.batch_size, min_positions, args.thin,
+                                   heights=hts if heights.uses_height(model.config) else None,
+                                   train_heights=train_h, split_heights=None if hts is None else hts.numpy())
     report["sigma_collapse"] = sigma_report(model, wins, args.batch_size, heights=hts)  # share at the sigma floor, error vs predicted std
     if args.rollout_windows:
         report["rollouts"] = run_rollouts(model, fc["ar"], fc["marginal_iid"], wins, args.rollout_windows,
@@ -108,6 +115,7 @@ def main(argv=None):
            "step": ckpt["step"], "selected_on": selected_on, "stride": args.stride or length,
            "positions": report["positions"], "ar_p": report["ar_p"],
            "local_ar": {k: report["local_ar"][k] for k in ("tail", "p")} if "local_ar" in report else None,
+           "height_ar": {k: report["height_ar"][k] for k in ("tail", "p")} if "height_ar" in report else None,
            "metrics": report["selections"],
            "rollouts": {k: v for k, v in report.get("rollouts", {}).items() if k != "curves"} or None,
            "run_id": m["run_id"], "git_commit": m["git_commit"], "config_hash": m["config_hash"]}

@@ -191,3 +191,19 @@ def test_height_slope_of_the_ar_path_recovers_a_drifting_coefficient():
         assert torch.allclose(shift, (coef * (x - 1))[..., None].expand_as(shift), atol=1e-5)
     with pytest.raises(ValueError, match="height"):
         m(x)
+
+
+def test_height_ar_follows_the_drift_past_its_train_heights():
+    """On the drifting sinusoid with heights rising along it, height_ar (coefficients linear in the
+    height, fitted on train only) beats local_ar on the held-out end (measured: -0.71 against -0.64)."""
+    s = drifting_sinusoid(2 ** 17)
+    n, W = len(s), 65
+    L = np.linspace(10.0, 11.0, n)
+    cut = int(0.9 * n)
+    m = (n - cut) // W * W
+    wins, hw = s[cut:cut + m].reshape(-1, W), L[cut:cut + m].reshape(-1, W)
+    local, _ = baselines.fit_local_ar(s[:cut], W)
+    har, info = baselines.fit_height_ar(s[:cut], L[:cut], W, tails=(2 ** 12, 2 ** 13, 2 ** 14), orders=(8, 16))
+    assert set(info["holdout_nll"]) == {f"{t}:{p}" for t in (2 ** 12, 2 ** 13, 2 ** 14) for p in (8, 16)}
+    nll = float(mixture.nll(har.predict(wins, np.arange(W - 1), hw), torch.from_numpy(wins[:, 1:]))[:, 32:].mean())
+    assert nll < _nll(local, wins) - 0.03

@@ -11,6 +11,11 @@
                 f_p = log p / log(T/2pi) drift). L and p are chosen on train only: hold out the last
                 5% of the train stream, fit each candidate tail L ending where the holdout starts,
                 score every order on the holdout windows, keep the best (L, p); refit on the last L.
+  height_ar     a linear predictor whose coefficients move with the height, a + a_h z (z the
+                normalised log(gamma/2pi) of the newest input), least squares on the lags and the
+                lags times z over the last L train spacings; L and P chosen on train only (the
+                held-out last 5%, as local_ar); Gaussian with the fit's residual variance. The prime
+                lines drift with log T, and this follows them past the heights it was fitted at.
   oracle_local_ar  AR fitted on one half of the scored windows and scored on the other, both ways
                 (cross-fitted; p chosen inside the fitting half). It sees the scored split, so it
                 is a ceiling for linear prediction at those heights, not a rival forecaster.
@@ -238,3 +243,68 @@ def oracle_local_ar(wins, pos, holdout=0.2):
         parts.append(ar.predict(w[scored], pos))
         ps.append(ar.p)
     return mixture.Mixture(*(torch.cat(t) for t in zip(*parts))), {"p": ps}
+
+
+def height_ar_coefficients(s, z, P, ridge=1e-9):
+    """Least squares of (s_{t+1} - 1) on the lags (s_{t-j} - 1), j < q, and on those lags times z_t,
+    for every order q = 1..P from one Gram matrix. s: spacings, z: normalised height of each.
+    Returns (a, a_h, v): (P, P) coefficients (row q-1 = order q, lag 1 first) and (P,) residual
+    variances (spacing units squared) on the fitted data."""
+    x = np.asarray(s, dtype=np.float64) - 1.0
+    lag = np.lib.stride_tricks.sliding_window_view(x, P + 1)[:, ::-1]    # col 0: s_{t+1}; col j: s_{t+1-j}
+    y, X = lag[:, 0], lag[:, 1:]
+    D = np.concatenate([X, X * np.asarray(z, dtype=np.float64)[P - 1:len(x) - 1, None]], 1)   # (n, 2P)
+    G, r, yy = D.T @ D, D.T @ y, float(y @ y)
+    a, a_h, v = np.zeros((P, P)), np.zeros((P, P)), np.zeros(P)
+    for q in range(1, P + 1):
+        idx = np.r_[0:q, P:P + q]
+        Gq = G[np.ix_(idx, idx)]
+        sol = np.linalg.solve(Gq + ridge * np.trace(G) / len(G) * np.eye(2 * q), r[idx])
+        a[q - 1, :q], a_h[q - 1, :q] = sol[:q], sol[q:]
+        v[q - 1] = max((yy - 2 * sol @ r[idx] + sol @ Gq @ sol) / len(y), 1e-6)
+    return a, a_h, v
+
+
+class HeightAR:
+    """The height_ar forecaster (module docstring): s_{t+1} ~ N(1 + sum_j (a + a_h z)[q-1, j] (s_{t-j} - 1),
+    v[q-1]), q = min(P, t+1), z = (L - center) / scale of the window's spacings."""
+
+    def __init__(self, s, log_heights, P):
+        L = np.asarray(log_heights, dtype=np.float64)
+        self.center, self.scale, self.p = float(L.mean()), float(max((L[-1] - L[0]) / 2, 1e-9)), P
+        self.a, self.a_h, self.v = height_ar_coefficients(s, (L - self.center) / self.scale, P)
+        self.name = "height_ar"
+
+    def predict(self, wins, pos, log_heights):
+        """Mixture (N, P, 1) for windows (N, T+1) at positions pos; log_heights (N, T+1)."""
+        w = np.asarray(wins, dtype=np.float64) - 1.0
+        z = (np.asarray(log_heights, dtype=np.float64) - self.center) / self.scale
+        mu, sig = np.zeros((len(w), len(pos))), np.zeros((len(w), len(pos)))
+        for k, t in enumerate(np.asarray(pos)):
+            q = min(self.p, t + 1)
+            hist = w[:, t + 1 - q:t + 1][:, ::-1]
+            mu[:, k] = 1 + hist @ self.a[q - 1, :q] + (hist * z[:, t:t + 1]) @ self.a_h[q - 1, :q]
+            sig[:, k] = math.sqrt(self.v[q - 1])
+        return mixture.gaussian(torch.from_numpy(mu), torch.from_numpy(sig))
+
+
+def fit_height_ar(stream, log_heights, window, tails=(2 ** 16, 2 ** 17, 2 ** 18), orders=(64, 128), holdout=0.05):
+    """The height_ar baseline: (L, P) chosen by NLL on the held-out last 5% of train (windows of
+    `window`, all positions), then refitted on the last L spacings. Returns (HeightAR, {"tail", "p",
+    "holdout_nll": {"L:P": nats per spacing}})."""
+    s, L = np.asarray(stream, dtype=np.float64), np.asarray(log_heights, dtype=np.float64)
+    T = window - 1
+    orders = [p for p in orders if p <= T] or [min(T, 8)]
+    cut = len(s) - max(window, int(round(holdout * len(s))))
+    n = (len(s) - cut) // window
+    wins, hw = s[cut:cut + n * window].reshape(n, window), L[cut:cut + n * window].reshape(n, window)
+    scores = {}
+    for tail in [t for t in tails if 4 * max(orders) <= t <= cut]:
+        for P in orders:
+            fit = HeightAR(s[cut - tail:cut], L[cut - tail:cut], P)
+            m = fit.predict(wins, np.arange(T), hw)
+            scores[f"{tail}:{P}"] = float(mixture.nll(m, torch.from_numpy(wins[:, 1:])).mean())
+    if not scores:
+        raise ValueError("too little train data for height_ar")
+    tail, P = (int(v) for v in min(scores, key=scores.get).split(":"))
+    return HeightAR(s[-tail:], L[-tail:], P), {"tail": tail, "p": P, "holdout_nll": scores}

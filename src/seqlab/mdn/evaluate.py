@@ -131,9 +131,11 @@ def pit_histogram(pit, bins=20):
 
 
 def evaluate(model, wins, train_stream, batch_size=64, min_positions=(32, 64, 128), thin=16, ar=None, heights=None,
-             local=True):
+             local=True, train_heights=None, split_heights=None):
     """Model and the baselines scored on the same (window, position) pairs of `wins` (N, T+1):
-    wigner_iid, marginal_iid, ar, and (local=True) local_ar and oracle_local_ar (seqlab.mdn.baselines).
+    wigner_iid, marginal_iid, ar, and (local=True) local_ar and oracle_local_ar, and with train_heights
+    (log(gamma/2pi) of each train spacing) and split_heights (N, T+1) also height_ar (seqlab.mdn.baselines).
+    heights: what a height-aware model is given (None for other models).
 
     Returns ({"positions", "selections": {sel: {"model": metrics, "wigner_iid": ..., ...}}, "ar_p",
     "ar_holdout_nll", "local_ar", "oracle_local_ar", "pit_hist", "nll_by_position", "example"},
@@ -156,6 +158,12 @@ def evaluate(model, wins, train_stream, batch_size=64, min_positions=(32, 64, 12
         preds["local_ar"] = forecasters["local_ar"].predict(wins.numpy(), pos.numpy())
         if len(wins) >= 4:
             preds["oracle_local_ar"], extra["oracle_local_ar"] = baselines.oracle_local_ar(wins.numpy(), pos.numpy())
+        if train_heights is not None and split_heights is not None:
+            try:
+                har, extra["height_ar"] = baselines.fit_height_ar(train_stream, train_heights, T + 1)
+                preds["height_ar"] = har.predict(wins.numpy(), pos.numpy(), np.asarray(split_heights))
+            except ValueError:  # too little train data: no height_ar row
+                pass
     per = {name: score(p, y.numpy()) for name, p in preds.items()}
     sel = selections(pos, T, min_positions)
     report = {"positions": describe_positions(pos, T), "n_windows": len(wins), "window": T + 1,
@@ -247,7 +255,7 @@ def drift_slope(cum_rmse, h_min=2):
 
 # ---- figure -----------------------------------------------------------------------------------------
 NAMES = {"model": "model", "wigner_iid": "Wigner i.i.d.", "marginal_iid": "marginal i.i.d.", "ar": "AR",
-         "local_ar": "local AR", "oracle_local_ar": "oracle local AR (uses val)"}
+         "local_ar": "local AR", "height_ar": "height AR", "oracle_local_ar": "oracle local AR (uses val)"}
 
 
 def labels(report):
@@ -255,6 +263,8 @@ def labels(report):
     out = dict(NAMES, ar=f"AR({report['ar_p']})")
     if "local_ar" in report:
         out["local_ar"] = f"local AR({report['local_ar']['p']}), last {report['local_ar']['tail']:,} train"
+    if "height_ar" in report:
+        out["height_ar"] = f"height AR({report['height_ar']['p']}), last {report['height_ar']['tail']:,} train"
     return out
 
 
@@ -345,7 +355,7 @@ def plot_val_curve(metrics_path, report, png_path):
     ax.plot([r["step"] for r in rows], [r["val_nll"] for r in rows], "o-", ms=3, label=f"model val_nll ({sel} positions)")
     label = labels(report)
     for name, style, colour in (("wigner_iid", ":", "k"), ("marginal_iid", "--", "k"), ("ar", "-.", "r"),
-                                ("local_ar", "--", "g"), ("oracle_local_ar", ":", "m")):
+                                ("local_ar", "--", "g"), ("height_ar", "-", "c"), ("oracle_local_ar", ":", "m")):
         if name in report["selections"][sel]:
             ax.axhline(report["selections"][sel][name]["nll"], ls=style, c=colour, lw=1, label=label[name])
     ax.set_xlabel("step")

@@ -308,17 +308,8 @@ def init_ar_path(model, stream, log_heights=None):
         with torch.no_grad():
             model.ar.copy_(torch.from_numpy(phi))         # row q-1 = AR(q), lag 1 first
         return
-    x = s - 1.0
     z = (np.asarray(log_heights, dtype=np.float64) - c.ar_height_center) / c.ar_height_scale
-    lag = np.lib.stride_tricks.sliding_window_view(x, P + 1)[:, ::-1]    # col 0: s_{t+1}; col j: s_{t+1-j}
-    y, X = lag[:, 0], lag[:, 1:]
-    D = np.concatenate([X, X * z[P - 1:len(x) - 1, None]], 1)            # (n, 2P): lags, lags x z_t
-    G, r = D.T @ D, D.T @ y
-    a, a_h = np.zeros((P, P)), np.zeros((P, P))
-    for q in range(1, P + 1):
-        idx = np.r_[0:q, P:P + q]
-        sol = np.linalg.solve(G[np.ix_(idx, idx)] + 1e-9 * np.trace(G) / len(G) * np.eye(2 * q), r[idx])
-        a[q - 1, :q], a_h[q - 1, :q] = sol[:q], sol[q:]
+    a, a_h, _ = baselines.height_ar_coefficients(s, z, P)
     with torch.no_grad():
         model.ar.copy_(torch.from_numpy(a))
         model.ar_h.copy_(torch.from_numpy(a_h))

@@ -260,7 +260,8 @@ class Trainer:
     def _train_step(self):
         """One optimizer step over --grad-accum micro-batches: each loss is divided by their number, so
         the gradient is that of one batch N times larger (for tasks whose loss is a mean over
-        equal-sized batches); under DDP the N - 1 inner backwards skip the gradient all-reduce."""
+        equal-sized batches); under DDP the N - 1 inner backwards skip the gradient all-reduce.
+        Checkpoints (and so --resume) fall between optimizer steps, never mid-accumulation."""
         a = self.args
         lr = self._set_lr()
         n = a.grad_accum

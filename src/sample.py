@@ -36,13 +36,17 @@ def continue_text(model, prompt, n_tokens, temperature, top_k, generator, state=
 
 
 def sample_spacings(model, ckpt, data_dir, n, generator):
-    """n spacings drawn one at a time from the model's mixture, fed back, from the first val window."""
-    from seqlab.mdn import evaluate as mdn_eval, mixture
+    """n spacings drawn one at a time from the model's mixture, fed back, from the first val window
+    (a height-aware model is told the height L = log(T / 2 pi) at the end of that window)."""
+    from seqlab.mdn import evaluate as mdn_eval, heights, mixture
     from seqlab.zeta import spacings as spacing_data
     val = spacing_data.load_split(data_dir, "val")
     ctx = model.config.context
     history = mdn_eval.windows(val, ctx)[:1].double()
-    step = mdn_eval.model_stepper(model)
+    height = None
+    if heights.uses_height(model.config):
+        height = heights.log_heights(spacing_data.load_meta(data_dir), "val", ctx)[-1:]
+    step = mdn_eval.model_stepper(model, height)
     for _ in range(n):
         nxt = mixture.sample(step(history), generator, positive=True)
         history = torch.cat([history, nxt.double()[:, None]], 1)

@@ -264,6 +264,8 @@ def train(args, model_cls, config_cls, config_fields, lr_mults=None):
     from seqlab.mdn import heights
     family = model_cls.family
     resume = engine.begin(args, family)
+    if resume and "selection_split" not in resume["train_config"]:
+        args.selection_split = "val"        # runs started before the split existed chose best.pt on val
     if not resume and family != "mdn" and ("+height" in config_fields["input_features"] or config_fields["ar_order"]):
         raise UserError("--input-features ...+height and --ar-order are E0 options (train_mdn.py)")
     if not resume and "+height" in config_fields["input_features"]:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from seqlab.core import cli  # noqa: E402
+from seqlab.core import cli, paths  # noqa: E402
 from seqlab.core.errors import UserError  # noqa: E402
 from seqlab.sweeps import cost, report, spec as spec_mod  # noqa: E402
 from seqlab.sweeps.study import open_study  # noqa: E402
@@ -79,7 +79,7 @@ def main(argv=None):
         if not args.report_only:
             return None
     data = report.write(study, spec, output_dir)
-    print(f"[{spec.name}] report: {output_dir}/summary.md")
+    print(f"[{spec.name}] report: {paths.shown(output_dir)}/summary.md")
     print((output_dir / "summary.md").read_text())
     if args.promote:
         best = data["best_trial"]

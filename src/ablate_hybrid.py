@@ -11,7 +11,7 @@ Writes components.json and components.png to --output-dir.
 import json
 from pathlib import Path
 
-from seqlab.core import checkpoint, cli, device, paths
+from seqlab.core import checkpoint, cli, paths
 from seqlab.hybrid import ablation
 from seqlab.text import data as text_data
 
@@ -46,9 +46,7 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     args = p.parse_args(argv)
-    model, ckpt = checkpoint.load_model(args.ckpt, "hybrid")
-    model.to(device.pick(args.device))
-    data_dir = args.data_dir or ckpt["data_info"]["data_dir"]
+    model, ckpt, data_dir = checkpoint.open_for_eval(args.ckpt, "hybrid", args.device, args.data_dir)
     val = text_data.load_split(data_dir, "val")
     c = model.config
     res = ablation.ablate(model, val, args.batch_size, c.context, args.eval_chunks,

@@ -15,7 +15,7 @@ import json
 import math
 from pathlib import Path
 
-from seqlab.core import checkpoint, cli, device, paths, runfolder
+from seqlab.core import checkpoint, cli, paths, runfolder
 from seqlab.hybrid import monitors
 from seqlab.text import data as text_data
 from seqlab.core.errors import UserError
@@ -105,9 +105,8 @@ def main(argv=None):
         return compare(args.compare, out)
     if not args.ckpt:
         raise UserError("pass --ckpt (the G3.5 report) or --compare RUN_DIR ... (the baseline verdict)")
-    model, ckpt = checkpoint.load_model(args.ckpt, "hybrid")
-    model.to(device.pick(args.device))
-    val = text_data.load_split(args.data_dir or ckpt["data_info"]["data_dir"], "val")
+    model, ckpt, data_dir = checkpoint.open_for_eval(args.ckpt, "hybrid", args.device, args.data_dir)
+    val = text_data.load_split(data_dir, "val")
     rows, passed = monitors.g35_report(model, val, args.batch_size, model.config.context, args.chunks)
     for r in rows:
         print(f"layer {r['layer']:2d} {r['kind']}: cos {r['cos_sim']:.3f} | top-5 SVD {r['svd_top5']:.3f} | "

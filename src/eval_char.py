@@ -8,7 +8,7 @@ also that run's loss curve (loss_curve.png).
 """
 import torch
 
-from seqlab.core import checkpoint, cli, device, paths, runs
+from seqlab.core import checkpoint, cli, paths, runs
 from seqlab.text import data as text_data
 from seqlab.text.task import evaluate_split, sample
 from seqlab.core.errors import UserError
@@ -29,9 +29,7 @@ def main(argv=None):
     p.add_argument("--device", default="cpu")
     args = p.parse_args(argv)
 
-    model, ckpt = checkpoint.load_model(args.ckpt, "char")
-    model.to(device.pick(args.device))
-    data_dir = args.data_dir or ckpt["data_info"]["data_dir"]
+    model, ckpt, data_dir = checkpoint.open_for_eval(args.ckpt, "char", args.device, args.data_dir)
     ids = text_data.load_split(data_dir, args.split)
     context = model.config.context
     if len(ids) < context + 1:

@@ -13,7 +13,7 @@ attention-only, on the same segments). --niah: needle-in-a-haystack accuracy by 
 """
 from pathlib import Path
 
-from seqlab.core import checkpoint, cli, device, paths, runs
+from seqlab.core import checkpoint, cli, paths, runs
 from seqlab.hybrid import context, probes, streams
 from seqlab.text import data as text_data
 from seqlab.text.task import sample
@@ -176,9 +176,7 @@ def main(argv=None):
     except ValueError:
         raise UserError(f"--passkey-distances {args.passkey_distances!r}: give comma-separated integers") from None
 
-    model, ckpt = checkpoint.load_model(args.ckpt, "hybrid")
-    model.to(device.pick(args.device))
-    data_dir = args.data_dir or ckpt["data_info"]["data_dir"]
+    model, ckpt, data_dir = checkpoint.open_for_eval(args.ckpt, "hybrid", args.device, args.data_dir)
     val = text_data.load_split(data_dir, "val")
     c = model.config
     doc_sep = ckpt["train_config"].get("doc_sep", "")

@@ -36,3 +36,14 @@ def train_char(text_dir, tmp_path):
         argv = ["--data-dir", str(text_dir), "--out-dir", str(out_dir), "--max-steps", str(max_steps), *TINY, *extra]
         return script.main(argv), out_dir
     return run
+
+
+@pytest.fixture(scope="session")
+def zeta_set(tmp_path_factory):
+    """A real zeta spacing set: zeros 1..3,301 in windows of 33, gamma recorded in meta. (folder, gamma)."""
+    from seqlab.zeta import spacings as spacing_data, zeros as zeta
+    gamma, _ = zeta.compute_zeros(1, 3301)
+    d = tmp_path_factory.mktemp("z") / "z3k"
+    spacing_data.prepare(zeta.unfolded_spacings(gamma), d, source="test", seq_len=33,
+                         extra_meta={"n_zeros": 3301, "gamma_min": float(gamma[0]), "gamma_max": float(gamma[-1])})
+    return d, gamma

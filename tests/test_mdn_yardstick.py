@@ -14,7 +14,7 @@ from seqlab.core.errors import UserError
 from seqlab.mdn import baselines, heights, mixture
 from seqlab.mdn.model import MDNConfig, SpacingMDN
 from seqlab.mdn.task import MDNTask
-from seqlab.zeta import spacings as spacing_data, zeros as zeta
+from seqlab.zeta import spacings as spacing_data
 from test_mdn_models import make_dataset
 
 FLAGS = ["--preset", "cpu", "--context", "32", "--n-layer", "1", "--n-head", "2", "--n-embd", "16",
@@ -136,13 +136,9 @@ def test_log_heights_follow_the_smooth_count():
         heights.log_heights({"n_train": 2, "seq_len": 3}, "train", 2)
 
 
-@pytest.fixture(scope="module")
-def zeta_dir(tmp_path_factory):
-    gamma, _ = zeta.compute_zeros(1, 3301)
-    d = tmp_path_factory.mktemp("z") / "z3k"
-    spacing_data.prepare(zeta.unfolded_spacings(gamma), d, source="test", seq_len=33,
-                         extra_meta={"n_zeros": 3301, "gamma_min": float(gamma[0]), "gamma_max": float(gamma[-1])})
-    return d
+@pytest.fixture
+def zeta_dir(zeta_set):
+    return zeta_set[0]
 
 
 def test_height_aware_run_trains_and_evaluates_end_to_end(zeta_dir, tmp_path):

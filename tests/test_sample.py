@@ -64,13 +64,9 @@ def test_interactive_refuses_mdn(tmp_path):
         sample.main(["--ckpt", str(tmp_path / "r" / "best.pt"), "--interactive"])
 
 
-def test_height_aware_mdn_samples(tmp_path, capsys):
+def test_height_aware_mdn_samples(zeta_set, tmp_path, capsys):
     """A +height model is told the height of its context (it needs it in every forward)."""
-    from seqlab.zeta import spacings as spacing_data, zeros as zeta
-    gamma, _ = zeta.compute_zeros(1, 3301)
-    d = tmp_path / "z3k"
-    spacing_data.prepare(zeta.unfolded_spacings(gamma), d, source="test", seq_len=33,
-                         extra_meta={"n_zeros": 3301, "gamma_min": float(gamma[0]), "gamma_max": float(gamma[-1])})
+    d = zeta_set[0]
     train_mdn.main(["--data-dir", str(d), "--out-dir", str(tmp_path / "r"), "--preset", "cpu", "--context", "32",
                     "--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--max-steps", "2", "--eval-every", "2",
                     "--input-features", "spacing+height"])

@@ -10,21 +10,16 @@ import train_mdn
 import train_mdn_postfix
 from seqlab.core.errors import UserError
 from seqlab.mdn.memory import PostfixConfig, PostfixMDN
-from seqlab.zeta import spacings as spacing_data, zeros as zeta
+from seqlab.zeta import spacings as spacing_data
 from test_mdn_models import TINY, make_dataset
 
 FLAGS = ["--preset", "cpu", "--context", "32", "--n-layer", "1", "--n-head", "2", "--n-embd", "16",
          "--n-components", "3", "--batch-size", "8", "--max-steps", "2", "--eval-every", "2"]
 
 
-@pytest.fixture(scope="module")
-def zeta_dir(tmp_path_factory):
-    """A real zeta spacing set: zeros 1..3,301 in windows of 33 (gamma recorded in meta)."""
-    gamma, _ = zeta.compute_zeros(1, 3301)
-    d = tmp_path_factory.mktemp("z") / "z3k"
-    spacing_data.prepare(zeta.unfolded_spacings(gamma), d, source="test", seq_len=33,
-                         extra_meta={"n_zeros": 3301, "gamma_min": float(gamma[0]), "gamma_max": float(gamma[-1])})
-    return d, gamma
+@pytest.fixture
+def zeta_dir(zeta_set):
+    return zeta_set
 
 
 def test_height_of_count_sits_on_the_zeros(zeta_dir):

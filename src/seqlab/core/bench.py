@@ -4,7 +4,7 @@ import json
 import os
 from pathlib import Path
 
-from seqlab.core.paths import REPO_ROOT as REPO
+from seqlab.core.paths import REPO_ROOT
 
 
 def add_save_flag(parser):
@@ -19,14 +19,14 @@ def figures_path(topic, save):
 
 def previous(topic):
     """The committed figures of `topic` ({} if none): lets a short run keep a long study's figures."""
-    path = REPO / figures_path(topic, True)
+    path = REPO_ROOT / figures_path(topic, True)
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def write(topic, result, save):
     """Write `result` (with the machine's load average) and return the relative path written."""
     rel = figures_path(topic, save)
-    path = REPO / rel
+    path = REPO_ROOT / rel
     path.parent.mkdir(parents=True, exist_ok=True)
     result.setdefault("cpu_count", os.cpu_count())
     result.setdefault("load_avg_1min", os.getloadavg()[0])

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from seqlab.core import registry
+from seqlab.core import device, registry
 from seqlab.core.errors import UserError
 
 FORMAT_VERSION = 1
@@ -128,6 +128,14 @@ def load(path, family=None, map_location="cpu"):
         raise UserError(f"{path} has unknown family '{ckpt['family']}'")
     ckpt["model"] = strip_compile_prefix(ckpt["model"])
     return ckpt
+
+
+def open_for_eval(path, family=None, device_name="cpu", data_dir=None):
+    """What an eval or diagnose script starts from: (model in eval mode on `device_name`, checkpoint
+    dict, dataset folder: `data_dir` if given, else the one the run trained on)."""
+    model, ckpt = load_model(path, family)
+    model.to(device.pick(device_name))
+    return model, ckpt, data_dir or ckpt["data_info"]["data_dir"]
 
 
 def load_model(path, family=None, map_location="cpu"):

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-REPO_ROOT = Path(__file__).resolve().parents[3]  # src/seqlab/core/manifest.py -> repo root
+from seqlab.core.paths import REPO_ROOT
+
 # Operational flags that do not change what is computed, so they stay out of the hash.
 NOT_HASHED = {"out_dir", "resume", "overwrite", "device", "compile", "gpu_price", "log_every",
               "tensorboard", "save_every", "keep_last"}

@@ -8,20 +8,10 @@ so a report can be written from any machine that reaches the storage.
 import json
 from pathlib import Path
 
-from seqlab.core import prices
+from seqlab.core import paths, prices
 from seqlab.sweeps import stats
-from seqlab.sweeps.spec import REPO_ROOT, arm_name
+from seqlab.sweeps.spec import arm_name
 from seqlab.sweeps.study import finished_trials
-
-
-def _shown(path):
-    """A run folder relative to the repo when it lies inside it (committed reports carry no machine paths)."""
-    if path is None:
-        return None
-    try:
-        return str(Path(path).resolve().relative_to(REPO_ROOT))
-    except ValueError:
-        return path
 
 
 def trial_rows(study, spec):
@@ -32,7 +22,7 @@ def trial_rows(study, spec):
         rows.append({"number": t.number, "name": a["name"], "arm": arm_name(a["values"], spec), "values": a["values"],
                      "state": t.state.name, "fail": a.get("fail"), "value": a.get("best"), "best_step": a.get("best_step"),
                      "steps": a.get("steps"), "max_steps": a.get("max_steps") or spec.max_steps(),
-                     "seconds": a.get("seconds"), "out_dir": _shown(a.get("out_dir")),
+                     "seconds": a.get("seconds"), "out_dir": a.get("out_dir") and paths.shown(a["out_dir"]),
                      "curve": sorted((int(s), float(v)) for s, v in t.intermediate_values.items())})
     return rows
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from seqlab.core.errors import UserError
+from seqlab.core.paths import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
 KEYS = {"name", "script", "flags", "grid", "search", "trials", "race", "metric", "reference", "seed-key", "extra"}
 # flags the sweep sets itself for every trial
 RESERVED = {"out-dir", "resume", "overwrite"}

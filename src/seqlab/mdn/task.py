@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from seqlab.core import cli, distributed, engine, paths
-from seqlab.mdn import evaluate as mdn_eval
+from seqlab.mdn import evaluate as mdn_eval, remedies as drift_remedies
 from seqlab.zeta import spacings as spacing_data
 from seqlab.core.errors import UserError
 from seqlab.mdn.model import INPUT_FEATURES
@@ -76,8 +76,10 @@ class MDNTask:
     sel_nll the same on the held-out train tail (selection_split train_tail), which then picks best.pt."""
 
     def __init__(self, family, data_dir, context, batch_size, seed, val_stride=None, eval_batch_size=64, lr_mults=None,
-                 train_fraction=None, train_heights=None, selection_split="train_tail", use_heights=False):
-        self.family, self.data_dir, self.context = family, data_dir, context
+                 train_fraction=None, train_heights=None, selection_split="train_tail", use_heights=False,
+                 remedies=None):
+        self.family, self.data_dir, self.context, self.seed = family, data_dir, context, seed
+        self.remedies = remedies or drift_remedies.Remedies()
         train = spacing_data.load_split(data_dir, "train")
         val = spacing_data.load_split(data_dir, "val")
         full = train.flatten()  # stored rows are consecutive chunks of one sequence
@@ -86,6 +88,8 @@ class MDNTask:
         self.train_range = spacing_data.select_train(len(full), self.meta, train_fraction, train_heights)
         lo, hi = self.train_range
         self.selection_split, self.metric = selection_split, ("sel_nll" if selection_split == "train_tail" else "val_nll")
+        if self.remedies.select_by_rollout:
+            self.metric = "rollout_err"     # free-running chains from the selection split (remedies.py)
         cut = hi
         if selection_split == "train_tail":
             cut = hi - max(int(round(SELECTION_HOLDOUT * (hi - lo))), context + 1)  # at least one window
@@ -136,7 +140,18 @@ class MDNTask:
         core = getattr(model, "module", model)       # under torchrun: the model inside DDP
         core = getattr(core, "_orig_mod", core)      # under --compile, run the compiled forward inside the loss
         extra = {"height": h[0]} if h else {}
-        loss, self.last_parts = core.loss(x, y, step=self.sampler.served - 1, forward=model, **extra)
+        r, step = self.remedies, self.sampler.served - 1
+        x_in = x
+        if r.input_noise:
+            x_in = drift_remedies.add_input_noise(x_in, r.input_noise, drift_remedies.generator(self.seed, step, 1))
+        if r.self_feed:
+            x_in = drift_remedies.self_feed(core, x_in, r.self_feed, drift_remedies.generator(self.seed, step, 2), **extra)
+        loss, self.last_parts = core.loss(x_in, y, step=step, forward=model, **extra)
+        if r.drift_weight:     # rollouts from the true history
+            drift = drift_remedies.drift_loss(core, x, y, r.drift_horizon, r.drift_batch,
+                                              drift_remedies.generator(self.seed, step, 3), **extra)
+            loss = loss + r.drift_weight * drift
+            self.last_parts = dict(self.last_parts, drift=drift.detach())
         return loss
 
     def on_eval(self, model, step, log, state):
@@ -150,6 +165,14 @@ class MDNTask:
         if self.selection_split == "train_tail":
             sel = mdn_eval.val_metrics(model, self.sel, self.eval_batch_size, getattr(self, "sel_heights", None))
             out["sel_nll"] = sel["val_nll"]
+        r = self.remedies
+        if r.select_by_rollout:
+            core = getattr(model, "module", model)
+            core = getattr(core, "_orig_mod", core)
+            tail = self.selection_split == "train_tail"
+            out.update(drift_remedies.rollout_error(core, self.sel if tail else self.val, r.rollout_chains,
+                                                    r.rollout_steps, getattr(self, "sel_heights", None) if tail
+                                                    else self.val_heights))
         return out
 
     def state_dict(self):
@@ -220,7 +243,46 @@ def build_parser(description, family):
     g.add_argument("--train-heights", type=height_range, default=None, metavar="LO:HI",
                    help="train on the spacings whose zeros lie at heights LO <= T < HI (either may be empty, "
                         "e.g. 9e5: for T >= 9e5)")
+    g = p.add_argument_group("free-running drift remedies (E0 only; seqlab/mdn/remedies.py)")
+    g.add_argument("--input-noise", type=cli.nonneg_float, default=0.0, metavar="S",
+                   help="add N(0, S^2) to the input spacings (targets stay true)")
+    g.add_argument("--self-feed", type=fraction_or_zero, default=0.0, metavar="P",
+                   help="scheduled sampling: replace each input by the model's own draw with probability P")
+    g.add_argument("--drift-aux-weight", type=cli.nonneg_float, default=0.0, metavar="W",
+                   help="add W x the squared count error of H-step sampled rollouts against the true continuation")
+    g.add_argument("--drift-horizon", type=cli.positive_int, default=16, help="H, rollout steps of the drift loss")
+    g.add_argument("--drift-batch", type=cli.positive_int, default=8, help="windows of each batch rolled out")
+    g.add_argument("--select-by-rollout", action="store_true",
+                   help="choose best.pt by rollout_err: free-running chains from the selection split against its "
+                        "mean, std and lag-1 (relative errors summed)")
+    g.add_argument("--rollout-steps", type=cli.positive_int, default=512, help="length of those chains")
+    g.add_argument("--rollout-chains", type=cli.positive_int, default=4, help="how many chains")
     return p
+
+
+def fraction_or_zero(text):
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise cli.argparse.ArgumentTypeError(f"must lie in [0, 1], got {text}")
+    return value
+
+
+def remedies_of(args, family):
+    """The Remedies the flags ask for; a one-line error where they cannot apply."""
+    r = drift_remedies.Remedies(
+        input_noise=getattr(args, "input_noise", 0.0), self_feed=getattr(args, "self_feed", 0.0),
+        drift_weight=getattr(args, "drift_aux_weight", 0.0), drift_horizon=getattr(args, "drift_horizon", 16),
+        drift_batch=getattr(args, "drift_batch", 8), select_by_rollout=getattr(args, "select_by_rollout", False),
+        rollout_chains=getattr(args, "rollout_chains", 4), rollout_steps=getattr(args, "rollout_steps", 512))
+    if family != "mdn" and (r.any_loss or r.select_by_rollout):
+        raise UserError("--input-noise, --self-feed, --drift-aux-weight and --select-by-rollout are E0 options "
+                        "(train_mdn.py)")
+    if r.drift_weight and distributed.env_rank_world()[1] > 1:
+        raise UserError("--drift-aux-weight runs the model several times per step, which DistributedDataParallel "
+                        "does not allow: train it in one process (python, not torchrun)")
+    if r.drift_weight and r.drift_horizon >= args.context:
+        raise UserError(f"--drift-horizon {r.drift_horizon} must be below --context {args.context}")
+    return r
 
 
 def fraction_or_one(text):
@@ -263,6 +325,8 @@ def train(args, model_cls, config_cls, config_fields, lr_mults=None):
     """The training story every MDN trainer tells: resume or build, task, fit. Returns the summary."""
     from seqlab.mdn import heights
     family = model_cls.family
+    if not args.resume:
+        remedies_of(args, family)       # refuse before anything starts (a resume checks its adopted flags below)
     resume = engine.begin(args, family)
     if resume and "selection_split" not in resume["train_config"]:
         args.selection_split = "val"        # runs started before the split existed chose best.pt on val
@@ -279,7 +343,8 @@ def train(args, model_cls, config_cls, config_fields, lr_mults=None):
         raise UserError("--ar-height needs --ar-order P > 0")
     task = MDNTask(family, args.data_dir, config.context, args.batch_size, args.seed, args.val_stride,
                    args.eval_batch_size, lr_mults, args.train_fraction, args.train_heights,
-                   getattr(args, "selection_split", "train_tail"), heights.uses_height(config) or ar_height)
+                   getattr(args, "selection_split", "train_tail"), heights.uses_height(config) or ar_height,
+                   remedies_of(args, family))
     if ar_height:  # z spans [-1, 1] over the spacings the run trains on
         lo, hi = task.fit_range
         L = heights.log_heights(task.meta, "train", hi)[lo:]

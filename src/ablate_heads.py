@@ -17,7 +17,7 @@ import torch
 
 from seqlab.core import checkpoint, cli, device, paths
 from seqlab.core.errors import UserError
-from seqlab.mdn import ablation, evaluate as mdn_eval
+from seqlab.mdn import ablation, evaluate as mdn_eval, heights
 from seqlab.mdn.task import FAMILIES
 from seqlab.zeta import spacings as spacing_data
 
@@ -36,11 +36,12 @@ def main(argv=None):
     args = p.parse_args(argv)
     fractions = _floats(args.fractions)
     model, ckpt = checkpoint.load_model(args.ckpt, FAMILIES)
-    if "+height" in getattr(model.config, "input_features", ""):  # they need log(gamma/2pi) per input
-        raise UserError(f"{args.ckpt} is a height-aware model (+height): ablate_heads.py does not pass heights yet")
     model.to(device.pick(args.device)).eval()
     data_dir = args.data_dir or ckpt["data_info"]["data_dir"]
-    wins = mdn_eval.windows(spacing_data.load_split(data_dir, "val"), model.config.context + 1)
+    val = spacing_data.load_split(data_dir, "val")
+    wins = mdn_eval.windows(val, model.config.context + 1)
+    n_train = spacing_data.load_split(data_dir, "train").numel()
+    model, _ = heights.readable(model, spacing_data.load_meta(data_dir), n_train, np.arange(val.numel()))
     if args.max_windows:
         wins = wins[np.linspace(0, len(wins) - 1, min(args.max_windows, len(wins))).astype(int)]
     torch.manual_seed(args.seed)

@@ -27,7 +27,7 @@ import torch
 
 from seqlab.core import checkpoint, cli, device, paths
 from seqlab.core.errors import UserError
-from seqlab.mdn import attention, evaluate as mdn_eval, kernel
+from seqlab.mdn import attention, evaluate as mdn_eval, heights, kernel
 from seqlab.mdn.task import FAMILIES
 from seqlab.zeta import spacings as spacing_data
 
@@ -94,8 +94,6 @@ def main(argv=None):
         model, ckpt = checkpoint.load_model(path, FAMILIES)
         if ckpt["family"] != "mdn":
             raise UserError(f"{path} is a '{ckpt['family']}' checkpoint: extract_kernel reads E0 (mdn) models")
-        if "+height" in getattr(model.config, "input_features", ""):  # they need log(gamma/2pi) per input
-            raise UserError(f"{path} is a height-aware model (+height): extract_kernel.py does not pass heights yet")
         model.to(device.pick(args.device))
         if first is None:
             first = ckpt
@@ -106,11 +104,13 @@ def main(argv=None):
             if args.max_lag >= model.config.context:
                 raise UserError(f"--max-lag {args.max_lag} must be below the model context {model.config.context}")
             all_wins = mdn_eval.windows(val, length)
-            wins = all_wins[np.linspace(0, len(all_wins) - 1, min(args.max_windows, len(all_wins))).astype(int)]
+            picked = np.linspace(0, len(all_wins) - 1, min(args.max_windows, len(all_wins))).astype(int)
+            wins = all_wins[picked]
             meta = spacing_data.load_meta(data_dir)
             first_val = int(meta.get("first_zero", 1)) + len(train)
             height = float(np.mean(spacing_data.height_of_count(first_val + np.arange(val.numel()))))
             ar_coef = kernel.ar_kernel(train[-args.ar_tail:], args.ar_order)
+        model, _ = heights.readable(model, meta, len(train), picked * length)   # height-aware: at the windows' height
         torch.manual_seed(args.seed)
         rep = extract(model, wins, height, ar_coef, args)
         rep.update({"ckpt": paths.shown(path), "step": ckpt["step"]})

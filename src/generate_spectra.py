@@ -26,7 +26,7 @@ import torch
 
 from seqlab.core import checkpoint, cli, device, paths
 from seqlab.core.errors import UserError
-from seqlab.mdn import baselines, evaluate as mdn_eval, generate
+from seqlab.mdn import baselines, evaluate as mdn_eval, generate, heights
 from seqlab.mdn.task import FAMILIES
 from seqlab.zeta import rmt, spacings as spacing_data
 
@@ -63,8 +63,6 @@ def main(argv=None):
     if ckpt["family"] != "mdn":
         raise UserError(f"{args.ckpt} is a '{ckpt['family']}' checkpoint: generate_spectra runs E0 (mdn) models, "
                         "which predict at every position")
-    if "+height" in getattr(model.config, "input_features", ""):  # they need log(gamma/2pi) per input
-        raise UserError(f"{args.ckpt} is a height-aware model (+height): generate_spectra.py does not pass heights yet")
     model.to(device.pick(args.device))
     data_dir = args.data_dir or ckpt["data_info"]["data_dir"]
     val = spacing_data.load_split(data_dir, "val").flatten().numpy().astype(np.float64)
@@ -80,6 +78,7 @@ def main(argv=None):
     torch.manual_seed(args.seed)
     contexts, starts = generate.val_contexts(val, args.chains, ctx)
     height = float(np.mean(heights_of_val(meta, len(train), len(val))[starts]))
+    model, _ = heights.readable(model, meta, len(train), starts)      # a height-aware model: at the contexts' height
     t0 = time.time()
     stepper = generate.sampler(mdn_eval.model_stepper(model), args.sigma_scale, args.feedback)
     chains = generate.free_run(stepper, contexts, n_steps, args.seed)

@@ -104,17 +104,33 @@ def test_diagnose_memory_ckpt_glob_reports_mean_and_std(run, tmp_path):
     assert seeds.split_glob(["--ckpt-glob=x*", "--seed", "1"]) == ("x*", ["--seed", "1"])
 
 
-def test_height_aware_models_are_refused_with_one_line(run, tmp_path):
+def test_height_aware_models_are_read_at_the_val_height(zeta_set, tmp_path):
+    """A +height E0 goes through all three scripts, each run at the mean val height (heights.AtHeight)."""
     import ablate_heads
     import extract_kernel
-    from seqlab.core.errors import UserError
-    ckpt, data = run
+    import numpy as np
     import torch
-    c = torch.load(ckpt, weights_only=False)
-    c["model_config"]["input_features"] = "spacing+height"
-    c["model"]["trunk.inp.weight"] = torch.cat([c["model"]["trunk.inp.weight"], c["model"]["trunk.inp.weight"]], 1)
-    torch.save(c, tmp_path / "h.pt")
-    for main, extra in ((generate_spectra.main, ["--n", "256", "--chains", "2", "--block", "64"]),
-                        (extract_kernel.main, []), (ablate_heads.main, [])):
-        with pytest.raises(UserError, match="height-aware"):
-            main(["--ckpt", str(tmp_path / "h.pt"), "--data-dir", str(data), *extra])
+    from seqlab.core import checkpoint
+    from seqlab.mdn import heights
+    from seqlab.zeta import spacings as spacing_data
+    data, _ = zeta_set
+    out = tmp_path / "h"
+    small = [a if a != str(CTX) else "32" for a in SIZE]
+    train_mdn.main(["--data-dir", str(data), "--out-dir", str(out), "--max-steps", "2", *small,
+                    "--input-features", "spacing+height"])
+    model, _ = checkpoint.load_model(out / "best.pt")
+    meta, n_train = spacing_data.load_meta(data), spacing_data.load_split(data, "train").numel()
+    wrapped, L = heights.readable(model, meta, n_train, np.arange(100))
+    assert L == pytest.approx(np.mean(heights.log_heights(meta, "val", 100)), rel=1e-6)
+    x = torch.rand(3, 20) + 0.5
+    assert torch.equal(wrapped(x).mu, model(x, height=torch.full((3,), L)).mu)
+    assert not torch.equal(wrapped(x).mu, model(x, height=torch.full((3,), L + 1)).mu)   # the height matters
+    generate_spectra.main(["--ckpt", str(out / "best.pt"), "--data-dir", str(data), "--output-dir", str(tmp_path / "g"),
+                           "--n", "128", "--chains", "2", "--block", "32", "--n-boot", "5", "--ar-order", "4",
+                           "--ar-tail", "1000"])
+    extract_kernel.main(["--ckpt", str(out / "best.pt"), "--data-dir", str(data), "--output-dir", str(tmp_path / "k"),
+                         "--max-lag", "8", "--max-windows", "4", "--ar-order", "4", "--ar-tail", "1000", "--n-boot", "5"])
+    rep = ablate_heads.main(["--ckpt", str(out / "best.pt"), "--data-dir", str(data), "--n-boot", "5",
+                             "--fractions", "0,0.5"])
+    assert np.isfinite(rep["base_nll"])
+    assert (tmp_path / "g" / "spectra.json").is_file() and (tmp_path / "k" / "kernel.json").is_file()

@@ -48,3 +48,31 @@ def split_windows(data_dir, split, length, stride=None):
 def uses_height(config):
     """Does the model take heights (a +height input, or an AR path that moves with the height)?"""
     return "+height" in getattr(config, "input_features", "") or bool(getattr(config, "ar_height_scale", 0))
+
+
+class AtHeight(torch.nn.Module):
+    """A height-aware model read at one height L = log(T / 2 pi) for every window: what the telescope
+    scripts (kernels, head ablation, generated spectra) pass it. Val spans a narrow range of L (0.8%
+    on continuous_2M), so one height, the mean of the windows read, stands for all of them."""
+
+    def __init__(self, model, log_height):
+        super().__init__()
+        self.model, self.log_height, self.config = model, float(log_height), model.config
+        self.family = model.family
+
+    def scored_positions(self, T):
+        return self.model.scored_positions(T)
+
+    def forward(self, x, **kwargs):
+        kwargs.setdefault("height", torch.full((x.size(0),), self.log_height, device=x.device))
+        return self.model(x, **kwargs)
+
+
+def readable(model, meta, n_train_spacings, val_starts):
+    """The model as the telescope scripts run it: itself, or, if it takes heights, AtHeight at the mean
+    L of the val spacings at indices val_starts (returned as the second value, else None)."""
+    if not uses_height(model.config):
+        return model, None
+    first = int(meta.get("first_zero", 1)) + n_train_spacings
+    L = float(np.mean(np.log(spacing_data.height_of_count(first + np.asarray(val_starts)) / (2 * math.pi))))
+    return AtHeight(model, L), L

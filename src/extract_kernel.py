@@ -15,7 +15,10 @@ On --max-windows val windows (evenly spaced over val), for lags d = 0..--max-lag
   local maxima nearest the prime lines f_p = log p / log(T/2pi) at the windows' mean height;
 - fits of the response kernels and of each head's score kernel to the forms of
   seqlab/mdn/kernel.py (sine kernel, exponential, power law, damped cosine at a free frequency,
-  damped cosines at the prime frequencies), fitted on the even windows and ranked by AIC on the odd.
+  damped cosines at the prime frequencies), fitted on the even windows and ranked by AIC on the odd;
+- --symbolic: a symbolic law of the next spacing on the last --symbolic-lags spacings and the count of
+  the last 32 (gplearn, seqlab/mdn/symbolic.py), fitted to the true next spacings of the last --ar-tail
+  train spacings; its MSE on the val windows' positions beside the linear law's, the model's mean's and 1's.
 Writes kernel.json and kernel.png (definitions in src/seqlab/mdn/kernel.py).
 """
 import glob
@@ -44,9 +47,18 @@ def build_parser():
     p.add_argument("--ar-tail", type=cli.positive_int, default=256000, help="AR fitted on the last N train spacings")
     p.add_argument("--n-boot", type=cli.positive_int, default=200)
     p.add_argument("--batch-size", type=cli.positive_int, default=32)
+    p.add_argument("--symbolic", action="store_true",
+                   help="also fit a symbolic law of the next spacing on the last lags and the count (gplearn), to the "
+                        "true targets of the last --ar-tail train spacings; held-out MSE beside the linear law and the model")
+    p.add_argument("--symbolic-lags", type=cli.positive_int, default=8)
+    p.add_argument("--symbolic-population", type=cli.positive_int, default=500)
+    p.add_argument("--symbolic-generations", type=cli.positive_int, default=15)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     return p
+
+
+SYMBOLIC_COUNT = 32     # the symbolic law's count feature: the last 32 spacings (the count32 models' window)
 
 
 def band(x, n_boot, seed):
@@ -89,7 +101,7 @@ def main(argv=None):
     ckpts = [args.ckpt] if args.ckpt else sorted(glob.glob(args.ckpt_glob))
     if not ckpts:
         raise UserError(f"--ckpt-glob {args.ckpt_glob!r} matches no file")
-    reports, first = [], None
+    reports, first, law = [], None, None
     for path in ckpts:
         model, ckpt = checkpoint.load_model(path, FAMILIES)
         if ckpt["family"] != "mdn":
@@ -115,8 +127,17 @@ def main(argv=None):
         rep = extract(model, wins, height, ar_coef, args)
         rep.update({"ckpt": paths.shown(path), "step": ckpt["step"]})
         reports.append(rep)
+        if args.symbolic:
+            from seqlab.mdn import symbolic
+            if law is None:
+                law = symbolic.fit(train[-args.ar_tail:], wins, args.symbolic_lags, SYMBOLIC_COUNT, seed=args.seed,
+                                   population=args.symbolic_population, generations=args.symbolic_generations)
+            rep["symbolic_model_mse"] = float(symbolic.model_mean_errors(model, wins, args.symbolic_lags,
+                                                                         SYMBOLIC_COUNT).mean())
     out = {"data_dir": paths.shown(data_dir), "ar": {"order": args.ar_order, "tail": args.ar_tail,
                                                      "coef": ar_coef.tolist()}, "checkpoints": reports}
+    if law is not None:
+        out["symbolic"] = law
     if len(reports) > 1:
         out["across_checkpoints"] = across(reports)
     print_summary(out)
@@ -161,6 +182,13 @@ def print_summary(out):
         for name, fits in r["fits"].items():
             if name.startswith("response"):
                 print(f"  {name} forms by held-out AIC: " + ", ".join(f"{f['form']} {f['aic']:.1f}" for f in fits))
+        if "symbolic_model_mse" in r:
+            law = out["symbolic"]
+            print(f"  symbolic law (gplearn, fitted to true next spacings): s' - 1 = {law['program']}  "
+                  f"[{', '.join(law['features'])}]")
+            h = law["heldout_mse"]
+            print(f"  held-out MSE on {law['n_heldout']} val positions: symbolic {h['symbolic']:.5f}, linear "
+                  f"{h['linear']:.5f}, model mean {r['symbolic_model_mse']:.5f}, constant 1 {h['one']:.5f}")
     if "across_checkpoints" in out:
         print("across checkpoints: " + json.dumps({k: v for k, v in out["across_checkpoints"].items() if "peak" in k}))
 

@@ -49,9 +49,13 @@ def test_extract_kernel_writes_kernels_spectra_and_fits(run, tmp_path):
     import extract_kernel
     ckpt, data = run
     out = extract_kernel.main(["--ckpt", str(ckpt), "--data-dir", str(data), "--output-dir", str(tmp_path),
-                               "--max-lag", "16", "--max-windows", "6", "--ar-order", "8", "--ar-tail", "2000", "--n-boot", "5"])
+                               "--max-lag", "16", "--max-windows", "6", "--ar-order", "8", "--ar-tail", "2000", "--n-boot", "5",
+                               "--symbolic", "--symbolic-population", "50", "--symbolic-generations", "2"])
     saved = json.loads((tmp_path / "kernel.json").read_text())
     r = saved["checkpoints"][0]
+    law = saved["symbolic"]
+    assert law["program"] and law["n_heldout"] == 6 * (CTX - 31)        # positions t >= 31 of each window
+    assert set(law["heldout_mse"]) == {"symbolic", "linear", "one"} and r["symbolic_model_mse"] > 0
     assert len(r["attention"]) == 2 and len(r["attention"][0]) == 2
     assert len(r["response"]["mean"]["mean"]) == 17
     assert set(r["fits"]) >= {"response_mean", "response_median", "score_L0H0", "score_L1H1"}

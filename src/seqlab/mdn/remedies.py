@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from seqlab.mdn import evaluate as mdn_eval, generate, mixture
+from seqlab.zeta import sequence_stats as ss
 
 
 @dataclass
@@ -103,13 +104,7 @@ def rollout_error(model, wins, n_chains, n_steps, heights=None, seed=0):
     contexts = wins[idx, :ctx].double()
     h = None if heights is None else heights[idx, ctx - 1]
     chains = generate.free_run(mdn_eval.model_stepper(model, h), contexts, n_steps, seed)
-    got, ref = _stats(chains), _stats(stream[None])
+    got, ref = (ss.moments(rows, segments=())["all"] for rows in (chains, stream[None]))
     err = sum(abs(got[k] - ref[k]) / abs(ref[k]) for k in ("mean", "std", "lag1"))
-    return {"rollout_err": err, **{f"rollout_{k}": v for k, v in got.items()},
-            **{f"data_{k}": v for k, v in ref.items()}}
-
-
-def _stats(rows):
-    d = rows - rows.mean(1, keepdims=True)
-    return {"mean": float(rows.mean()), "std": float(rows.std()),
-            "lag1": float(np.sum(d[:, :-1] * d[:, 1:]) / np.sum(d * d))}
+    return {"rollout_err": err, **{f"rollout_{k}": got[k] for k in ("mean", "std", "lag1")},
+            **{f"data_{k}": ref[k] for k in ("mean", "std", "lag1")}}

@@ -15,6 +15,7 @@
 (b) training tokens/s (forward+backward+AdamW step) of the default hybrid (12 x 256,
     RMRMRMARMRMR) against the attention-only model of equal width and depth (AAAAAAAAAAAA),
     context 256, batch 8: their ratio is `hybrid_vs_attention` (what a user feels).
+    --compiled adds the same pair under torch.compile (hybrid_vs_attention_compiled).
 (c) the profile of (b): forward+backward ms of one layer of each kind and of its parts
     (time-mix, its ddlerp + decay low rank, channel-mix; Mamba without its scan; the scans alone).
 Both forms always run with the same number of torch threads (--threads, default torch's own
@@ -82,21 +83,22 @@ def compare(name, seq, chunked, inputs, repeats, clock):
     return t_seq, t_chk, diff
 
 
-def train_tokens_per_s(layout, steps, clock, context=256, batch=8):
+def train_tokens_per_s(layout, steps, clock, context=256, batch=8, compiled=False):
     torch.manual_seed(0)
     cfg = HybridConfig(context=context, layout=layout, pos_emb=set(layout) == {"A"})
     model = HybridLM(cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    run = torch.compile(model) if compiled else model      # as train_hybrid.py --compile does
     x = torch.randint(0, cfg.vocab_size, (batch, context))
     times = []
-    for i in range(steps + 1):        # the first step warms up allocators
+    for i in range(steps + 1 + compiled):        # the first step warms up allocators (compiled: two, they compile)
         t0 = (time.process_time, time.perf_counter)[clock]()
-        loss = model(x, targets=x)[2]
+        loss = run(x, targets=x)[2]
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
         times.append((time.process_time, time.perf_counter)[clock]() - t0)
-    return batch * context / min(times[1:]), sum(p.numel() for p in model.parameters())
+    return batch * context / min(times[1 + compiled:]), sum(p.numel() for p in model.parameters())
 
 
 def layer_profile(clock, repeats=3):
@@ -152,6 +154,9 @@ def main():
     p.add_argument("--repeats", type=int, default=6)
     bench.add_save_flag(p)
     p.add_argument("--model-steps", type=int, default=2, help="timed training steps per model in (b)")
+    p.add_argument("--compiled", action="store_true",
+                   help="also (b) under torch.compile (inductor), key hybrid_vs_attention_compiled: a longer study, "
+                        "the compile takes minutes on 2 cores")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     clock = 0 if args.threads == 1 else 1
@@ -186,6 +191,12 @@ def main():
     res.update(hybrid_tokens_per_s=hyb, attention_tokens_per_s=att, hybrid_params=n_hyb, attention_params=n_att,
                hybrid_layout=DEFAULT_LAYOUT, hybrid_vs_attention=hyb / att, hybrid_vs_attention_target=0.8)
     print(f"    hybrid_vs_attention = {hyb / att:.2f} (target 0.8)")
+    if args.compiled:
+        hc, _ = train_tokens_per_s(DEFAULT_LAYOUT, args.model_steps, clock, compiled=True)
+        ac, _ = train_tokens_per_s("A" * 12, args.model_steps, clock, compiled=True)
+        res.update(hybrid_tokens_per_s_compiled=hc, attention_tokens_per_s_compiled=ac, hybrid_vs_attention_compiled=hc / ac)
+        print(f"    under torch.compile: hybrid {hc:,.0f} vs attention-only {ac:,.0f} tokens/s, "
+              f"hybrid_vs_attention_compiled = {hc / ac:.2f}")
     res["profile_ms"] = layer_profile(clock)
     rd, md = res["rwkv_max_diff"], res["mamba_max_diff"]
     written = bench.write("scan", res, args.save)

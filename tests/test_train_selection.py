@@ -91,3 +91,19 @@ def test_postfix_trainer_records_perm_warmup(tmp_path):
                             "--perm-warmup-steps", "1", "--n-memory-slots", "2", *FLAGS])
     cfg = json.loads((tmp_path / "p" / "config.json").read_text())
     assert cfg["model"]["perm_warmup_steps"] == 1
+
+
+def test_height_inputs_cover_the_run_range_only(zeta_dir):
+    """A height-aware run on part of the train split computes the heights of that part alone, and they
+    are the heights of the whole split at the same indices."""
+    from seqlab.mdn import heights
+    from seqlab.mdn.task import MDNTask
+    d, _ = zeta_dir
+    task = MDNTask("mdn", d, 32, 8, 0, train_fraction=0.5, use_heights=True)
+    meta = spacing_data.load_meta(d)
+    n = spacing_data.load_split(d, "train").numel()
+    whole = heights.log_heights(meta, "train", n).astype(np.float32)
+    (lo, hi), (_, cut) = task.train_range, task.fit_range
+    assert lo > 0 and len(task.sampler.heights) == cut - lo
+    assert np.array_equal(task.sampler.heights.numpy(), whole[lo:cut])
+    assert np.array_equal(task.sel_heights[0].numpy(), whole[cut:cut + 33])

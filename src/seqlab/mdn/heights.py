@@ -20,19 +20,20 @@ def split_start(meta, split):
     return 0 if split == "train" else int(meta["n_train"]) * int(meta["seq_len"])
 
 
-def log_heights(meta, split, n):
-    """(n,) float64 L = log(T / 2 pi) of the lower zero of the split's spacings 0..n-1."""
+def log_heights(meta, split, n, start=0):
+    """(n - start,) float64 L = log(T / 2 pi) of the lower zero of the split's spacings start..n-1
+    (a range, so a run on part of a 500M-spacing set never builds an array of all of them)."""
     if "gamma_min" not in meta:
         raise UserError("height inputs need a zeta dataset whose meta records its zeros (gamma_min); this one does not")
     first = int(meta.get("first_zero", 1)) + split_start(meta, split)
-    return np.log(spacing_data.height_of_count(first + np.arange(n)) / (2 * math.pi))
+    return np.log(spacing_data.height_of_count(first + np.arange(start, n)) / (2 * math.pi))
 
 
 def normaliser(meta):
     """(center, scale) mapping the train stream's L range onto [-1, 1]: fixed at model build, kept in
     the config, so a checkpoint normalises val and generated heights the same way."""
     n = int(meta["n_train"]) * int(meta["seq_len"])
-    lo, hi = log_heights(meta, "train", n)[[0, -1]]
+    lo, hi = log_heights(meta, "train", 1)[0], log_heights(meta, "train", n, start=n - 1)[0]
     return float((lo + hi) / 2), float(max((hi - lo) / 2, 1e-3))
 
 

@@ -104,10 +104,10 @@ class MDNTask:
         h_train = h_val = None
         if use_heights:
             from seqlab.mdn import heights
-            h_all = torch.from_numpy(heights.log_heights(self.meta, "train", len(full)).astype(np.float32))
-            h_train = h_all[lo:cut]
+            h_run = torch.from_numpy(heights.log_heights(self.meta, "train", hi, start=lo).astype(np.float32))
+            h_train = h_run[:cut - lo]                      # the run's range only, not the whole train split
             if selection_split == "train_tail":
-                self.sel_heights = mdn_eval.windows(h_all[cut:hi], context + 1)
+                self.sel_heights = mdn_eval.windows(h_run[cut - lo:], context + 1)
             h_val = heights.split_windows(data_dir, "val", context + 1, val_stride or context + 1)
         self.val_heights = h_val
         self.sampler = StreamSampler(self.stream, context + 1, batch_size, seed, *distributed.env_rank_world(),
@@ -347,7 +347,7 @@ def train(args, model_cls, config_cls, config_fields, lr_mults=None):
                    remedies_of(args, family))
     if ar_height:  # z spans [-1, 1] over the spacings the run trains on
         lo, hi = task.fit_range
-        L = heights.log_heights(task.meta, "train", hi)[lo:]
+        L = heights.log_heights(task.meta, "train", hi, start=lo)
         config.ar_height_center, config.ar_height_scale = float(L.mean()), float(max((L[-1] - L[0]) / 2, 1e-9))
     try:
         model = model_cls(config)

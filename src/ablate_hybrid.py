@@ -37,14 +37,10 @@ def plot_components(result, png, title):
 
 def main(argv=None):
     p = cli.OneLineParser(description=__doc__, formatter_class=cli.argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--ckpt", required=True)
-    p.add_argument("--data-dir", default=None, help="prepared text folder (default: the one the run trained on)")
-    p.add_argument("--output-dir", default=None)
-    p.add_argument("--batch-size", type=cli.positive_int, default=8, help="parallel val tracks")
-    p.add_argument("--eval-chunks", type=cli.nonneg_int, default=0, help="val chunks per track (0: the whole split)")
+    cli.add_eval_args(p, "prepared text folder (default: the one the run trained on)")
+    cli.add_track_args(p)
     p.add_argument("--n-boot", type=cli.positive_int, default=1000, help="bootstrap resamples")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu")
     args = p.parse_args(argv)
     model, ckpt, data_dir = checkpoint.open_for_eval(args.ckpt, "hybrid", args.device, args.data_dir)
     val = text_data.load_split(data_dir, "val")

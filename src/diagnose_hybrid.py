@@ -92,13 +92,10 @@ def compare(runs, out):
 
 def main(argv=None):
     p = cli.OneLineParser(description=__doc__, formatter_class=cli.argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--ckpt", default=None)
-    p.add_argument("--data-dir", default=None, help="prepared text folder (default: the one the run trained on)")
-    p.add_argument("--output-dir", default=None)
+    cli.add_eval_args(p, "prepared text folder (default: the one the run trained on)", ckpt_required=False)
     p.add_argument("--batch-size", type=cli.positive_int, default=8, help="val tracks")
     p.add_argument("--chunks", type=cli.positive_int, default=16, help="chunks streamed per track")
     p.add_argument("--compare", nargs="+", default=None, metavar="RUN_DIR", help="run folders to compare")
-    p.add_argument("--device", default="cpu")
     args = p.parse_args(argv)
     out = Path(args.output_dir) if args.output_dir else None
     if args.compare:

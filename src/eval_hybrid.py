@@ -150,18 +150,14 @@ def context_outputs(args, model, val, out):
 
 def main(argv=None):
     p = cli.OneLineParser(description=__doc__, formatter_class=cli.argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--ckpt", required=True)
-    p.add_argument("--data-dir", default=None, help="prepared text folder (default: the one the run trained on)")
-    p.add_argument("--output-dir", default=None)
-    p.add_argument("--batch-size", type=cli.positive_int, default=8, help="parallel val tracks")
-    p.add_argument("--eval-chunks", type=cli.nonneg_int, default=0, help="val chunks per track (0: the whole split)")
+    cli.add_eval_args(p, "prepared text folder (default: the one the run trained on)")
+    cli.add_track_args(p)
     p.add_argument("--passkey-trials", type=cli.nonneg_int, default=20, help="documents per distance (0: skip)")
     p.add_argument("--passkey-distances", default="64,128,256,512,1024,2048")
     p.add_argument("--persistence-horizon", type=cli.positive_int, default=512, help="tokens followed after the perturbation")
     p.add_argument("--max-new-tokens", type=cli.nonneg_int, default=300)
     p.add_argument("--prompt", default="The ")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu")
     p.add_argument("--context-length", type=cli.nonneg_int, default=0,
                    help="chars per val segment for the loss-by-position curve (0: skip; at least 2 chunks)")
     p.add_argument("--context-segments", type=cli.nonneg_int, default=0, help="segments used (0: all that fit)")

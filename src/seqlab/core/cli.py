@@ -120,6 +120,20 @@ def add_train_args(p, *, max_steps, eval_every, batch_size, lr, n_layer, n_head,
     return p
 
 
+def add_eval_args(p, data_help="data folder (default: the one the run trained on)", ckpt_required=True):
+    """The flags every eval / diagnose script shares: --ckpt --data-dir --output-dir --device."""
+    p.add_argument("--ckpt", required=ckpt_required, default=None)
+    p.add_argument("--data-dir", default=None, help=data_help)
+    p.add_argument("--output-dir", default=None)
+    p.add_argument("--device", default="cpu")
+
+
+def add_track_args(p):
+    """Hybrid evals: parallel val tracks and how many chunks each streams."""
+    p.add_argument("--batch-size", type=positive_int, default=8, help="parallel val tracks")
+    p.add_argument("--eval-chunks", type=nonneg_int, default=0, help="val chunks per track (0: the whole split)")
+
+
 def run(main):
     """Call main(); a UserError becomes one line on stderr and exit status 2."""
     try:

@@ -41,3 +41,12 @@ def run_loss_curve(ckpt_path, out_dir, metric="val_loss"):
     if not metrics_file.is_file():
         return None
     return loss_curve(metrics_file, Path(out_dir) / "loss_curve.png", metric)
+
+
+def finish_grid(fig, png_path, title):
+    """Title, the margins of the telescope's 2 x 3 panel figures, save, close; returns png_path."""
+    fig.suptitle(title, fontsize=10)
+    fig.subplots_adjust(left=0.05, right=0.98, bottom=0.07, top=0.91, hspace=0.3, wspace=0.22)
+    fig.savefig(png_path)
+    plt.close(fig)
+    return png_path

@@ -104,6 +104,7 @@ def plot(report, png_path, title=""):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from seqlab.core import plots
     from seqlab.zeta import spectra
     fig, axes = plt.subplots(2, 3, figsize=(17, 9), dpi=80)
     panels = [("nn_density", "spacing s / mean", "density", "nearest-neighbour spacing"),
@@ -134,8 +135,4 @@ def plot(report, png_path, title=""):
     ax.set(xlabel="frequency (cycles per spacing); dotted: log p / log(T/2pi), p = 2, 3, 5, 7",
            ylabel="power / median", title="mean periodogram of s - mean", xlim=(0, 0.5))
     ax.legend(fontsize=7)
-    fig.suptitle(title, fontsize=10)
-    fig.subplots_adjust(left=0.05, right=0.98, bottom=0.07, top=0.91, hspace=0.3, wspace=0.22)
-    fig.savefig(png_path)
-    plt.close(fig)
-    return png_path
+    return plots.finish_grid(fig, png_path, title)

@@ -14,6 +14,7 @@ def plot(out, png_path, title=""):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from seqlab.core import plots
     r = out["checkpoints"][0]
     d = np.asarray(r["lags"])
     fig, axes = plt.subplots(2, 3, figsize=(17, 9), dpi=80)
@@ -51,8 +52,4 @@ def plot(out, png_path, title=""):
     ax.axhline(0, color="k", lw=0.5)
     ax.set(xlabel="lag d", ylabel="held-out residual", title="response kernel (mean): best 3 forms, odd-window residuals")
     ax.legend(fontsize=7)
-    fig.suptitle(title, fontsize=10)
-    fig.subplots_adjust(left=0.05, right=0.98, bottom=0.07, top=0.91, hspace=0.3, wspace=0.22)
-    fig.savefig(png_path)
-    plt.close(fig)
-    return png_path
+    return plots.finish_grid(fig, png_path, title)

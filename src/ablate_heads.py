@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from seqlab.core import checkpoint, cli, device, paths
+from seqlab.core import checkpoint, cli, paths
 from seqlab.core.errors import UserError
 from seqlab.mdn import ablation, evaluate as mdn_eval, heights
 from seqlab.mdn.task import FAMILIES
@@ -35,9 +35,7 @@ def main(argv=None):
     p.add_argument("--device", default="cpu")
     args = p.parse_args(argv)
     fractions = _floats(args.fractions)
-    model, ckpt = checkpoint.load_model(args.ckpt, FAMILIES)
-    model.to(device.pick(args.device)).eval()
-    data_dir = args.data_dir or ckpt["data_info"]["data_dir"]
+    model, ckpt, data_dir = checkpoint.open_for_eval(args.ckpt, FAMILIES, args.device, args.data_dir)
     val = spacing_data.load_split(data_dir, "val")
     wins = mdn_eval.windows(val, model.config.context + 1)
     n_train = spacing_data.load_split(data_dir, "train").numel()

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from seqlab.core import checkpoint, cli, device, paths
+from seqlab.core import checkpoint, cli, paths
 from seqlab.mdn import evaluate as mdn_eval, heights
 from seqlab.zeta import spacings as spacing_data
 from seqlab.core.errors import UserError
@@ -80,13 +80,11 @@ def main(argv=None):
         min_positions = tuple(int(k) for k in args.min_positions.split(",") if k)
     except ValueError:
         raise UserError(f"--min-positions must be comma-separated integers, got {args.min_positions!r}") from None
-    model, ckpt = checkpoint.load_model(args.ckpt, FAMILIES)
+    model, ckpt, data_dir = checkpoint.open_for_eval(args.ckpt, FAMILIES, args.device, args.data_dir)
     if args.eval_slot_id_mode:
         if ckpt["family"] != "mdn_postfix":
             raise UserError("--eval-slot-id-mode applies to POSTFIX checkpoints only")
         model.config.eval_slot_id_mode = args.eval_slot_id_mode
-    model.to(device.pick(args.device))
-    data_dir = args.data_dir or ckpt["data_info"]["data_dir"]
     split = spacing_data.load_split(data_dir, args.split)
     train_stream = spacing_data.load_split(data_dir, "train").flatten().numpy()
     length = model.config.context + 1

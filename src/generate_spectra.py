@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from seqlab.core import checkpoint, cli, device, paths
+from seqlab.core import checkpoint, cli, paths
 from seqlab.core.errors import UserError
 from seqlab.mdn import baselines, evaluate as mdn_eval, generate, heights
 from seqlab.mdn.task import FAMILIES
@@ -59,12 +59,10 @@ def heights_of_val(meta, n_train_spacings, n_val):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    model, ckpt = checkpoint.load_model(args.ckpt, FAMILIES)
+    model, ckpt, data_dir = checkpoint.open_for_eval(args.ckpt, FAMILIES, args.device, args.data_dir)
     if ckpt["family"] != "mdn":
         raise UserError(f"{args.ckpt} is a '{ckpt['family']}' checkpoint: generate_spectra runs E0 (mdn) models, "
                         "which predict at every position")
-    model.to(device.pick(args.device))
-    data_dir = args.data_dir or ckpt["data_info"]["data_dir"]
     val = spacing_data.load_split(data_dir, "val").flatten().numpy().astype(np.float64)
     train = spacing_data.load_split(data_dir, "train").flatten().numpy().astype(np.float64)
     meta = spacing_data.load_meta(data_dir)

@@ -60,14 +60,15 @@ def fit(train_stream, wins, n_lags=8, count_window=32, n_fit=10000, population=5
     rng = np.random.default_rng(seed)
     rows = rng.choice(len(X), min(n_fit, len(X)), replace=False)
     X, y = X[rows], y[rows]
+    names = feature_names(n_lags, count_window)
     reg = SymbolicRegressor(population_size=population, generations=generations, function_set=FUNCTIONS,
-                            parsimony_coefficient=1e-3, max_samples=0.9, random_state=seed, n_jobs=1)
+                            parsimony_coefficient=1e-3, max_samples=0.9, random_state=seed, n_jobs=1,
+                            feature_names=names)
     reg.fit(X, y)
     A = np.c_[X, np.ones(len(X))]
     coef = np.linalg.lstsq(A, y, rcond=None)[0]
     Xv, yv = heldout(wins, n_lags, count_window)
     mse = lambda pred, target: float(np.mean((pred - target) ** 2))
-    names = feature_names(n_lags, count_window)
     return {"program": str(reg._program), "features": names, "length": int(reg._program.length_),
             "n_fit": len(X), "n_heldout": len(yv), "population": population, "generations": generations,
             "linear_coef": dict(zip(names + ["const"], coef.tolist())),

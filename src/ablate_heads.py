@@ -38,8 +38,7 @@ def main(argv=None):
     model, ckpt, data_dir = checkpoint.open_for_eval(args.ckpt, FAMILIES, args.device, args.data_dir)
     val = spacing_data.load_split(data_dir, "val")
     wins = mdn_eval.windows(val, model.config.context + 1)
-    n_train = spacing_data.load_split(data_dir, "train").numel()
-    model, _ = heights.readable(model, spacing_data.load_meta(data_dir), n_train, np.arange(val.numel()))
+    model, _ = heights.readable(model, spacing_data.load_meta(data_dir), np.arange(val.numel()))
     if args.max_windows:
         wins = wins[np.linspace(0, len(wins) - 1, min(args.max_windows, len(wins))).astype(int)]
     torch.manual_seed(args.seed)

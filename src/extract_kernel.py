@@ -122,7 +122,7 @@ def main(argv=None):
             first_val = int(meta.get("first_zero", 1)) + len(train)
             height = float(np.mean(spacing_data.height_of_count(first_val + np.arange(val.numel()))))
             ar_coef = kernel.ar_kernel(train[-args.ar_tail:], args.ar_order)
-        model, _ = heights.readable(model, meta, len(train), picked * length)   # height-aware: at the windows' height
+        model, _ = heights.readable(model, meta, picked * length)   # height-aware: at the windows' height
         torch.manual_seed(args.seed)
         rep = extract(model, wins, height, ar_coef, args)
         rep.update({"ckpt": paths.shown(path), "step": ckpt["step"]})

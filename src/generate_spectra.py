@@ -76,7 +76,7 @@ def main(argv=None):
     torch.manual_seed(args.seed)
     contexts, starts = generate.val_contexts(val, args.chains, ctx)
     height = float(np.mean(heights_of_val(meta, len(train), len(val))[starts]))
-    model, _ = heights.readable(model, meta, len(train), starts)      # a height-aware model: at the contexts' height
+    model, _ = heights.readable(model, meta, starts)      # a height-aware model: at the contexts' height
     t0 = time.time()
     stepper = generate.sampler(mdn_eval.model_stepper(model), args.sigma_scale, args.feedback)
     chains = generate.free_run(stepper, contexts, n_steps, args.seed)

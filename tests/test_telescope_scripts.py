@@ -123,8 +123,8 @@ def test_height_aware_models_are_read_at_the_val_height(zeta_set, tmp_path):
     train_mdn.main(["--data-dir", str(data), "--out-dir", str(out), "--max-steps", "2", *small,
                     "--input-features", "spacing+height"])
     model, _ = checkpoint.load_model(out / "best.pt")
-    meta, n_train = spacing_data.load_meta(data), spacing_data.load_split(data, "train").numel()
-    wrapped, L = heights.readable(model, meta, n_train, np.arange(100))
+    meta = spacing_data.load_meta(data)
+    wrapped, L = heights.readable(model, meta, np.arange(100))
     assert L == pytest.approx(np.mean(heights.log_heights(meta, "val", 100)), rel=1e-6)
     x = torch.rand(3, 20) + 0.5
     assert torch.equal(wrapped(x).mu, model(x, height=torch.full((3,), L)).mu)

@@ -20,20 +20,25 @@ def split_start(meta, split):
     return 0 if split == "train" else int(meta["n_train"]) * int(meta["seq_len"])
 
 
-def log_heights(meta, split, n, start=0):
-    """(n - start,) float64 L = log(T / 2 pi) of the lower zero of the split's spacings start..n-1
-    (a range, so a run on part of a 500M-spacing set never builds an array of all of them)."""
+def log_heights_at(meta, split, idx):
+    """float64 L = log(T / 2 pi) of the lower zero of the split's spacings at indices idx."""
     if "gamma_min" not in meta:
         raise UserError("height inputs need a zeta dataset whose meta records its zeros (gamma_min); this one does not")
     first = int(meta.get("first_zero", 1)) + split_start(meta, split)
-    return np.log(spacing_data.height_of_count(first + np.arange(start, n)) / (2 * math.pi))
+    return np.log(spacing_data.height_of_count(first + np.asarray(idx)) / (2 * math.pi))
+
+
+def log_heights(meta, split, n, start=0):
+    """(n - start,) L of the split's spacings start..n-1 (a range, so a run on part of a 500M-spacing
+    set never builds an array of all of them)."""
+    return log_heights_at(meta, split, np.arange(start, n))
 
 
 def normaliser(meta):
     """(center, scale) mapping the train stream's L range onto [-1, 1]: fixed at model build, kept in
     the config, so a checkpoint normalises val and generated heights the same way."""
     n = int(meta["n_train"]) * int(meta["seq_len"])
-    lo, hi = log_heights(meta, "train", 1)[0], log_heights(meta, "train", n, start=n - 1)[0]
+    lo, hi = log_heights_at(meta, "train", [0, n - 1])
     return float((lo + hi) / 2), float(max((hi - lo) / 2, 1e-3))
 
 
@@ -69,11 +74,10 @@ class AtHeight(torch.nn.Module):
         return self.model(x, **kwargs)
 
 
-def readable(model, meta, n_train_spacings, val_starts):
+def readable(model, meta, val_idx):
     """The model as the telescope scripts run it: itself, or, if it takes heights, AtHeight at the mean
-    L of the val spacings at indices val_starts (returned as the second value, else None)."""
+    L of the val spacings at indices val_idx (returned as the second value, else None)."""
     if not uses_height(model.config):
         return model, None
-    first = int(meta.get("first_zero", 1)) + n_train_spacings
-    L = float(np.mean(np.log(spacing_data.height_of_count(first + np.asarray(val_starts)) / (2 * math.pi))))
+    L = float(np.mean(log_heights_at(meta, "val", val_idx)))
     return AtHeight(model, L), L

@@ -10,7 +10,6 @@ gplearn is the standard genetic-programming regressor for Python (PySR needs a J
 downloaded on first use, which a pod or laptop may not have); it is imported only here.
 """
 import numpy as np
-import torch
 
 from seqlab.core.errors import UserError
 from seqlab.mdn import evaluate as mdn_eval, mixture

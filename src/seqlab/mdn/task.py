@@ -67,6 +67,12 @@ class StreamSampler:
         self.served = int(state["served"])
 
 
+def bare(model):
+    """The model inside a DistributedDataParallel (torchrun) and/or torch.compile wrapper."""
+    core = getattr(model, "module", model)
+    return getattr(core, "_orig_mod", core)
+
+
 SELECTION_HOLDOUT = 0.05  # the share of the train range that train_tail holds out for checkpoint selection
 
 
@@ -137,8 +143,7 @@ class MDNTask:
     def loss(self, model, batch):
         dev = next(model.parameters()).device
         x, y, *h = (t.to(dev, non_blocking=True) for t in batch)
-        core = getattr(model, "module", model)       # under torchrun: the model inside DDP
-        core = getattr(core, "_orig_mod", core)      # under --compile, run the compiled forward inside the loss
+        core = bare(model)                           # the compiled / DDP forward runs inside core.loss
         extra = {"height": h[0]} if h else {}
         r, step = self.remedies, self.sampler.served - 1
         x_in = x
@@ -167,8 +172,7 @@ class MDNTask:
             out["sel_nll"] = sel["val_nll"]
         r = self.remedies
         if r.select_by_rollout:
-            core = getattr(model, "module", model)
-            core = getattr(core, "_orig_mod", core)
+            core = bare(model)
             tail = self.selection_split == "train_tail"
             out.update(drift_remedies.rollout_error(core, self.sel if tail else self.val, r.rollout_chains,
                                                     r.rollout_steps, getattr(self, "sel_heights", None) if tail
@@ -270,10 +274,9 @@ def fraction_or_zero(text):
 def remedies_of(args, family):
     """The Remedies the flags ask for; a one-line error where they cannot apply."""
     r = drift_remedies.Remedies(
-        input_noise=getattr(args, "input_noise", 0.0), self_feed=getattr(args, "self_feed", 0.0),
-        drift_weight=getattr(args, "drift_aux_weight", 0.0), drift_horizon=getattr(args, "drift_horizon", 16),
-        drift_batch=getattr(args, "drift_batch", 8), select_by_rollout=getattr(args, "select_by_rollout", False),
-        rollout_chains=getattr(args, "rollout_chains", 4), rollout_steps=getattr(args, "rollout_steps", 512))
+        input_noise=args.input_noise, self_feed=args.self_feed, drift_weight=args.drift_aux_weight,
+        drift_horizon=args.drift_horizon, drift_batch=args.drift_batch, select_by_rollout=args.select_by_rollout,
+        rollout_chains=args.rollout_chains, rollout_steps=args.rollout_steps)
     if family != "mdn" and (r.any_loss or r.select_by_rollout):
         raise UserError("--input-noise, --self-feed, --drift-aux-weight and --select-by-rollout are E0 options "
                         "(train_mdn.py)")

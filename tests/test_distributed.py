@@ -22,6 +22,14 @@ def launch(script, *args, port):
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
 
 
+def why(proc):
+    """What a failed torchrun said: the ranks' own error lines (the launcher's traceback, which fills
+    the end of stderr, says only that a child failed), then the tail."""
+    own = [l for l in proc.stderr.splitlines() if "torch/distributed/elastic" not in l and
+           any(k in l for k in ("terminate", "what()", "Error", "error", "Traceback", "Fatal", "abort"))]
+    return "\n".join(own[:30]) + "\n...\n" + proc.stderr[-1000:]
+
+
 def torchrun(*args):
     return launch("train_char.py", *args, port=29533)
 
@@ -30,7 +38,7 @@ def test_two_ranks_equal_one_process_with_global_batch(text_dir, tmp_path, train
     flags = [*TINY, "--dropout", "0", "--max-steps", "12", "--eval-every", "6"]
     flags[flags.index("--batch-size") + 1] = "3"  # per rank
     proc = torchrun("--data-dir", text_dir, "--out-dir", tmp_path / "ddp", *flags, "--device", "cpu")
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.returncode == 0, why(proc)
     _, single = train_char("--dropout", "0", "--batch-size", "6", "--eval-every", "6", out="single", max_steps=12)
     a, b = losses(single), losses(tmp_path / "ddp")
     assert sorted(a) == sorted(b) == list(range(1, 13))
@@ -44,7 +52,7 @@ def test_two_ranks_equal_one_process_with_global_batch(text_dir, tmp_path, train
     # resume under torchrun continues the same trajectory
     proc = torchrun("--data-dir", text_dir, "--out-dir", tmp_path / "ddp", *flags[:-4], "--max-steps", "16",
                     "--eval-every", "4", "--device", "cpu", "--resume")
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.returncode == 0, why(proc)
     assert sorted(losses(tmp_path / "ddp")) == list(range(1, 17))
 
 
@@ -65,7 +73,7 @@ def test_mdn_under_torchrun_equals_one_process(tmp_path, script, extra, port):
     data = make_dataset(tmp_path / "ar", n=24 * 65, seq_len=65)
     flags = ["--data-dir", str(data), *MDN_FLAGS, *extra]
     proc = launch(script, *flags, "--out-dir", tmp_path / "ddp", "--batch-size", "4", port=port)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.returncode == 0, why(proc)
     module.main(flags + ["--out-dir", str(tmp_path / "single"), "--batch-size", "8"])
     module.main(flags + ["--out-dir", str(tmp_path / "per_rank"), "--batch-size", "4"])
     a, b, c = losses(tmp_path / "single"), losses(tmp_path / "ddp"), losses(tmp_path / "per_rank")
@@ -85,7 +93,7 @@ def test_hybrid_under_torchrun_equals_one_process_and_resumes(text_dir, tmp_path
              "--eval-chunks", "2", "--doc-sep", ".\\n", "--device", "cpu"]
     proc = launch("train_hybrid.py", *flags, "--out-dir", tmp_path / "ddp", "--batch-size", "2", "--max-steps", "4",
                   "--eval-every", "4", port=29545)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.returncode == 0, why(proc)
     log = (tmp_path / "ddp/train.log").read_text()
     assert "2 per rank x 2 ranks = 4 global" in log
     ck = checkpoint.load(tmp_path / "ddp/last.pt")
@@ -93,7 +101,7 @@ def test_hybrid_under_torchrun_equals_one_process_and_resumes(text_dir, tmp_path
     assert all(t.shape[0] == 4 for t in _tensors(ck["data"]["state"]["layers"]))   # both ranks' carried states
     proc = launch("train_hybrid.py", "--out-dir", tmp_path / "ddp", "--max-steps", "8", "--eval-every", "4",
                   "--device", "cpu", "--resume", port=29545)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.returncode == 0, why(proc)
     train_hybrid.main(flags + ["--out-dir", str(tmp_path / "single"), "--batch-size", "4", "--max-steps", "8",
                                "--eval-every", "4"])
     train_hybrid.main(flags + ["--out-dir", str(tmp_path / "per_rank"), "--batch-size", "2", "--max-steps", "8",

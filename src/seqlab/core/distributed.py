@@ -66,8 +66,13 @@ class Dist:
         """A list of every rank's `obj`, in rank order (picklable objects)."""
         return all_gather(obj) if self.active else [obj]
 
-    def close(self):
+    def close(self, clean=True):
+        """Leave the process group. On a clean exit the ranks first meet at a barrier, so no rank
+        tears down its gloo/NCCL connections while a peer still works (rank 0 draws plots at the
+        end); after an error a barrier could wait for a rank that will never come, so none."""
         if self.active and dist.is_initialized():
+            if clean:
+                dist.barrier()
             dist.destroy_process_group()
 
 

@@ -355,6 +355,7 @@ class Trainer:
         previous = self._install_signals()
         t0, step0 = time.time(), self.step
         self.loss_sum_t, stop = torch.full((), self.loss_sum, device=self.dev), None
+        clean = False   # set once every rank is past its last collective
         self.model.train()
         try:
             while self.step < a.max_steps and stop is None:
@@ -382,17 +383,20 @@ class Trainer:
                     self._save("last.pt")
                     self.log.line(f"{name} at step {self.step}: saved last.pt; continue with: {resume_command(a.out_dir, self.dist.world)}")
                     self.log.event("signal", step=self.step, signal=name)
+                    clean = True   # every rank agreed on the signal and stops here
                     raise SystemExit(128 + self.stop_signal)
             if stop:
                 self.log.line(stop)
                 self.log.event("stop", step=self.step, reason=stop)
-            return self._finish(t0, step0)
+            summary = self._finish(t0, step0)
+            clean = True
+            return summary
         finally:
             for s, h in previous.items():
                 signal.signal(s, h)
             self.bar.close()
             self.log.close()
-            self.dist.close()
+            self.dist.close(clean)
 
     def _finish(self, t0, step0):
         a, log = self.args, self.log

@@ -234,8 +234,28 @@ def test_cpp_mamba_scan_equals_sequential(with_reset):
     ref_in = mamba_inputs(T=40)
     kw = {"reset": resets(2, 40)} if with_reset else {}
     ref = outputs_and_grads(scan.mamba_sequential, float32(ref_in), **kw)
-    got = outputs_and_grads(lambda *a, state, reset=None: mamba_cpu.MambaScanCpp.apply(*a, state, None if reset is None else ~reset),
+    got = outputs_and_grads(lambda *a, state, reset=None: mamba_cpu.scan(*a, state, None if reset is None else ~reset),
                             float32(ref_in), **kw)
     assert_close(got, ref)
     y, _ = scan.mamba_chunked(*[t.detach() for t in float32(ref_in)[:5]])   # the default CPU path takes it
     assert torch.allclose(y.double(), scan.mamba_sequential(*[t.detach() for t in ref_in[:5]])[0], rtol=1e-4, atol=1e-5)
+
+
+def test_cpp_mamba_scan_is_a_checked_custom_op_that_compiles_without_a_graph_break():
+    """torch.library's own checks of the op (schema, fake shapes, autograd registration), and a
+    fullgraph compile through it (an opaque pybind call would be a graph break and fail here)."""
+    from seqlab.hybrid import mamba_cpu
+    if not mamba_cpu.available():
+        pytest.skip(f"C++ Mamba scan unavailable: {mamba_cpu.REASON}")
+    x, dt, A, Bm, Cm = (t.float().detach().requires_grad_() for t in mamba_inputs(T=20)[:5])
+    h0 = torch.zeros(x.shape[0], x.shape[2], A.shape[1])
+    keep = torch.ones(x.shape[0], 20)
+    keep[:, 7] = 0
+    torch.library.opcheck(torch.ops.seqlab.mamba_scan.default, (x, dt, A, Bm, Cm, h0, keep))
+    f = torch.compile(lambda *a: mamba_cpu.scan(*a)[0].square().sum(), fullgraph=True, backend="aot_eager")
+    got = f(x, dt, A, Bm, Cm, h0, keep)
+    want = mamba_cpu.scan(x, dt, A, Bm, Cm, h0, keep)[0].square().sum()
+    assert torch.allclose(got, want)
+    g_got = torch.autograd.grad(got, (x, dt, A))
+    g_want = torch.autograd.grad(want, (x, dt, A))
+    assert all(torch.allclose(a, b, rtol=1e-5, atol=1e-6) for a, b in zip(g_got, g_want))

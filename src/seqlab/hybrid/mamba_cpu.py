@@ -32,27 +32,61 @@ def available():
                 _EXT = cpp_extension.load("seqlab_mamba_scan", [str(src)], verbose=False,
                                           extra_cflags=["-O3", "-ffast-math", "-march=native", "-fopenmp-simd"],
                                           extra_ldflags=["-lmvec"])
+                _register_ops()
             except Exception as e:  # no compiler, no headers, a failed build: fall back, say so once
                 REASON = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
                 print(f"note: C++ Mamba scan unavailable ({REASON}); using the PyTorch scan", file=sys.stderr)
     return _EXT is not None
 
 
-class MambaScanCpp(torch.autograd.Function):
-    """mamba_sequential's result (y, final state) through the C++ loop; keep (b, T) float or None."""
+BLOCK = 16   # tokens per saved start state; csrc/mamba_scan.cpp's BLOCK
 
-    @staticmethod
-    def forward(ctx, x, dt, A, Bm, Cm, h0, keep):
-        x, dt, A, Bm, Cm, h0 = (t.contiguous() for t in (x, dt, A, Bm, Cm, h0))
-        k = keep.to(x.dtype).contiguous() if keep is not None else x.new_empty(0)
-        y, hT, hs = _EXT.forward(x, dt, A, Bm, Cm, h0, k)
-        ctx.save_for_backward(x, dt, A, Bm, Cm, k, hs)
-        return y, hT
 
-    @staticmethod
-    def backward(ctx, gy, gh):
-        x, dt, A, Bm, Cm, k, hs = ctx.saved_tensors
-        gy = gy.contiguous() if gy is not None else torch.zeros_like(x)
-        gh = gh.contiguous() if gh is not None else torch.zeros_like(hs[:, 0])
-        dx, ddt, dA, dB, dC, dh0 = _EXT.backward(gy, gh, x, dt, A, Bm, Cm, k, hs)
+def scan(x, dt, A, Bm, Cm, h0, keep=None):
+    """mamba_sequential's (y, final state) through the C++ loop; `keep` is (b, T) bool/float or None.
+    available() must be True."""
+    k = keep.to(x.dtype) if keep is not None else x.new_empty(0)
+    y, hT, _ = torch.ops.seqlab.mamba_scan(x, dt, A, Bm, Cm, h0, k)
+    return y, hT
+
+
+def _register_ops():
+    """The C++ calls as torch.library custom ops (with shapes for tracing and a backward), so
+    torch.compile keeps the scan inside its graph: a bare pybind call is a graph break that splits
+    every Mamba layer in two and leaves the element-wise work around the scan unfused."""
+    Tensor = torch.Tensor
+
+    @torch.library.custom_op("seqlab::mamba_scan", mutates_args=())
+    def mamba_scan(x: Tensor, dt: Tensor, A: Tensor, Bm: Tensor, Cm: Tensor, h0: Tensor,
+                   keep: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        y, hT, hs = _EXT.forward(*(t.contiguous() for t in (x, dt, A, Bm, Cm, h0, keep)))
+        return y, hT, hs
+
+    @mamba_scan.register_fake
+    def _(x, dt, A, Bm, Cm, h0, keep):
+        (b, T, D), N = x.shape, A.shape[1]
+        return x.new_empty(b, T, D), x.new_empty(b, D, N), x.new_empty(b, (T + BLOCK - 1) // BLOCK, D, N)
+
+    @torch.library.custom_op("seqlab::mamba_scan_backward", mutates_args=())
+    def mamba_scan_backward(gy: Tensor, gh: Tensor, x: Tensor, dt: Tensor, A: Tensor, Bm: Tensor,
+                            Cm: Tensor, keep: Tensor, hs: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+        return tuple(_EXT.backward(*(t.contiguous() for t in (gy, gh, x, dt, A, Bm, Cm, keep, hs))))
+
+    @mamba_scan_backward.register_fake
+    def _(gy, gh, x, dt, A, Bm, Cm, keep, hs):
+        return (torch.empty_like(x), torch.empty_like(dt), torch.empty_like(A), torch.empty_like(Bm),
+                torch.empty_like(Cm), hs.new_empty(hs.shape[0], *hs.shape[2:]))
+
+    def setup_context(ctx, inputs, output):
+        x, dt, A, Bm, Cm, h0, keep = inputs
+        ctx.save_for_backward(x, dt, A, Bm, Cm, keep, output[2])
+        ctx.mark_non_differentiable(output[2])
+
+    def backward(ctx, gy, gh, _ghs):
+        x, dt, A, Bm, Cm, keep, hs = ctx.saved_tensors
+        gy = gy if gy is not None else torch.zeros_like(x)
+        gh = gh if gh is not None else hs.new_zeros(hs.shape[0], *hs.shape[2:])
+        dx, ddt, dA, dB, dC, dh0 = torch.ops.seqlab.mamba_scan_backward(gy, gh, x, dt, A, Bm, Cm, keep, hs)
         return dx, ddt, dA, dB, dC, dh0, None
+
+    mamba_scan.register_autograd(backward, setup_context=setup_context)

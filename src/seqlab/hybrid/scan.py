@@ -487,5 +487,5 @@ def mamba_chunked(x, dt, A, Bm, Cm, state=None, reset=None, chunk=8):
         state = x.new_zeros(b, D, A.shape[1])
     keep = None if reset is None else ~reset
     if x.dtype == torch.float32 and mamba_cpu.available():
-        return mamba_cpu.MambaScanCpp.apply(x, dt, A, Bm, Cm, state, keep)
+        return mamba_cpu.scan(x, dt, A, Bm, Cm, state, keep)
     return _MambaBlocked.apply(x, dt, A, Bm, Cm, state, keep, chunk)

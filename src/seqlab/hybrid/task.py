@@ -18,7 +18,7 @@ import torch
 
 from seqlab.core import distributed, paths
 from seqlab.core.errors import UserError
-from seqlab.hybrid import kernels, monitors
+from seqlab.hybrid import kernels, mamba_cpu, monitors
 from seqlab.hybrid.model import detach_state
 from seqlab.hybrid.probes import evaluate_stream
 from seqlab.hybrid.streams import PASSKEY_MIN_DIST, PASSKEY_OVERHEAD, doc_starts, move_state, passkey_text
@@ -104,6 +104,10 @@ class HybridTask:
 
     def on_start(self, model, device, log):
         log.line(kernels.describe(model.config.kernels, device))
+        if torch.device(device).type == "cpu" and set(model.config.layout) & {"M", "P"} and model.config.scan != "sequential":
+            # build the C++ scan now: built inside a torch.compile trace, the build is a graph break
+            log.line("Mamba scan on CPU: " + ("C++ (seqlab.hybrid.mamba_cpu)" if mamba_cpu.available()
+                                              else f"PyTorch blocked form ({mamba_cpu.REASON})"))
 
     def after_backward(self, model, step):
         self.monitor.accumulate_grads(model)

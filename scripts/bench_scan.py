@@ -83,22 +83,29 @@ def compare(name, seq, chunked, inputs, repeats, clock):
     return t_seq, t_chk, diff
 
 
-def train_tokens_per_s(layout, steps, clock, context=256, batch=8, compiled=False):
-    torch.manual_seed(0)
-    cfg = HybridConfig(context=context, layout=layout, pos_emb=set(layout) == {"A"})
-    model = HybridLM(cfg)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    run = torch.compile(model) if compiled else model      # as train_hybrid.py --compile does
-    x = torch.randint(0, cfg.vocab_size, (batch, context))
-    times = []
+def train_tokens_per_s(layouts, steps, clock, context=256, batch=8, compiled=False):
+    """[(training tokens/s, params)] of each layout. The models take their steps in turn (hybrid,
+    attention, hybrid, ...) so that both see the same machine: timed one after the other, a drift of
+    the machine's speed over the minutes between them moved the ratio by 0.1. Best step of each."""
+    runs = []
+    for layout in layouts:
+        torch.manual_seed(0)
+        cfg = HybridConfig(context=context, layout=layout, pos_emb=set(layout) == {"A"})
+        model = HybridLM(cfg)
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        runs.append((model, opt, torch.compile(model) if compiled else model))   # as train_hybrid.py --compile does
+    x = torch.randint(0, HybridConfig.vocab_size, (batch, context))
+    times = [[] for _ in runs]
     for i in range(steps + 1 + compiled):        # the first step warms up allocators (compiled: two, they compile)
-        t0 = (time.process_time, time.perf_counter)[clock]()
-        loss = run(x, targets=x)[2]
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        times.append((time.process_time, time.perf_counter)[clock]() - t0)
-    return batch * context / min(times[1 + compiled:]), sum(p.numel() for p in model.parameters())
+        for (model, opt, run), t in zip(runs, times):
+            t0 = (time.process_time, time.perf_counter)[clock]()
+            loss = run(x, targets=x)[2]
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            t.append((time.process_time, time.perf_counter)[clock]() - t0)
+    return [(batch * context / min(t[1 + compiled:]), sum(p.numel() for p in m.parameters()))
+            for (m, _, _), t in zip(runs, times)]
 
 
 def layer_profile(clock, repeats=3):
@@ -153,7 +160,7 @@ def main():
     p.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch threads (default: all cores)")
     p.add_argument("--repeats", type=int, default=6)
     bench.add_save_flag(p)
-    p.add_argument("--model-steps", type=int, default=2, help="timed training steps per model in (b)")
+    p.add_argument("--model-steps", type=int, default=3, help="timed training steps per model in (b)")
     p.add_argument("--compiled", action="store_true",
                    help="also (b) under torch.compile (inductor), key hybrid_vs_attention_compiled: a longer study, "
                         "the compile takes minutes on 2 cores")
@@ -184,16 +191,14 @@ def main():
     print(f"    autograd-recorded chunked forms (before the hand-written backward): RWKV "
           f"{res['rwkv_chunked_autograd_ms']:.1f} ms, Mamba {res['mamba_chunked_autograd_ms']:.1f} ms {CLOCKS[clock]}")
 
-    hyb, n_hyb = train_tokens_per_s(DEFAULT_LAYOUT, args.model_steps, clock)
-    att, n_att = train_tokens_per_s("A" * 12, args.model_steps, clock)
+    (hyb, n_hyb), (att, n_att) = train_tokens_per_s((DEFAULT_LAYOUT, "A" * 12), args.model_steps, clock)
     print(f"(b) training tokens per {CLOCKS[clock]} second, 12 x 256, context 256, batch 8: hybrid {DEFAULT_LAYOUT} "
           f"{hyb:,.0f} ({n_hyb / 1e6:.2f}M params) vs attention-only {att:,.0f} ({n_att / 1e6:.2f}M params)")
     res.update(hybrid_tokens_per_s=hyb, attention_tokens_per_s=att, hybrid_params=n_hyb, attention_params=n_att,
                hybrid_layout=DEFAULT_LAYOUT, hybrid_vs_attention=hyb / att, hybrid_vs_attention_target=0.8)
     print(f"    hybrid_vs_attention = {hyb / att:.2f} (target 0.8)")
     if args.compiled:
-        hc, _ = train_tokens_per_s(DEFAULT_LAYOUT, args.model_steps, clock, compiled=True)
-        ac, _ = train_tokens_per_s("A" * 12, args.model_steps, clock, compiled=True)
+        (hc, _), (ac, _) = train_tokens_per_s((DEFAULT_LAYOUT, "A" * 12), args.model_steps, clock, compiled=True)
         res.update(hybrid_tokens_per_s_compiled=hc, attention_tokens_per_s_compiled=ac, hybrid_vs_attention_compiled=hc / ac)
         print(f"    under torch.compile: hybrid {hc:,.0f} vs attention-only {ac:,.0f} tokens/s, "
               f"hybrid_vs_attention_compiled = {hc / ac:.2f}")

@@ -248,10 +248,15 @@ def test_cpp_mamba_scan_is_a_checked_custom_op_that_compiles_without_a_graph_bre
     if not mamba_cpu.available():
         pytest.skip(f"C++ Mamba scan unavailable: {mamba_cpu.REASON}")
     x, dt, A, Bm, Cm = (t.float().detach().requires_grad_() for t in mamba_inputs(T=20)[:5])
+    x = x.detach().transpose(1, 2).contiguous().transpose(1, 2).requires_grad_()   # strided as the model's conv output
+    assert not x.is_contiguous()
     h0 = torch.zeros(x.shape[0], x.shape[2], A.shape[1])
     keep = torch.ones(x.shape[0], 20)
     keep[:, 7] = 0
     torch.library.opcheck(torch.ops.seqlab.mamba_scan.default, (x, dt, A, Bm, Cm, h0, keep))
+    y, hT, hs = torch.ops.seqlab.mamba_scan(x, dt, A, Bm, Cm, h0, keep)
+    torch.library.opcheck(torch.ops.seqlab.mamba_scan_backward.default,
+                          (torch.randn_like(y), torch.randn_like(hT), *(t.detach() for t in (x, dt, A, Bm, Cm)), keep, hs))
     f = torch.compile(lambda *a: mamba_cpu.scan(*a)[0].square().sum(), fullgraph=True, backend="aot_eager")
     got = f(x, dt, A, Bm, Cm, h0, keep)
     want = mamba_cpu.scan(x, dt, A, Bm, Cm, h0, keep)[0].square().sum()

@@ -396,6 +396,7 @@ class Trainer:
                 signal.signal(s, h)
             self.bar.close()
             self.log.close()
+            self.train_model = None   # DDP's reducer goes while its process group still exists
             self.dist.close(clean)
 
     def _finish(self, t0, step0):

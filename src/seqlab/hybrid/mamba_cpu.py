@@ -74,8 +74,8 @@ def _register_ops():
 
     @mamba_scan_backward.register_fake
     def _(gy, gh, x, dt, A, Bm, Cm, keep, hs):
-        return (torch.empty_like(x), torch.empty_like(dt), torch.empty_like(A), torch.empty_like(Bm),
-                torch.empty_like(Cm), hs.new_empty(hs.shape[0], *hs.shape[2:]))
+        # contiguous like the C++ results, whatever the strides of the inputs (empty_like would copy them)
+        return (*(t.new_empty(t.shape) for t in (x, dt, A, Bm, Cm)), hs.new_empty(hs.shape[0], *hs.shape[2:]))
 
     def setup_context(ctx, inputs, output):
         x, dt, A, Bm, Cm, h0, keep = inputs
